@@ -1,0 +1,26 @@
+"""The running server's shared objects, handed to every protocol service.
+
+Lives here: `App` (config, store, authenticator, TLS context). Must never: start listeners or
+contain protocol logic.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from casella.auth.authenticator import Authenticator
+from casella.config import Config
+from casella.store.base import Store
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    auth: Authenticator
+    tls_context: ssl.SSLContext
+
+    @property
+    def hostname(self) -> str:
+        return self.config.hostname

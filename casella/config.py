@@ -1,0 +1,335 @@
+"""The configuration file: one TOML file loaded into frozen, typed objects with defaults.
+
+Lives here: the schema of DESIGN.md, size and address parsing, and the one-line errors that stop
+start-up (naming the key and the value). Must never: open sockets, touch the store, or read any
+file other than the config file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from casella.errors import ConfigError
+
+LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+
+DEV_LISTEN: dict[str, str] = {
+    "smtp": "127.0.0.1:2525",
+    "submission": "127.0.0.1:2587",
+    "submissions": "127.0.0.1:2465",
+    "imap": "127.0.0.1:2143",
+    "imaps": "127.0.0.1:2993",
+    "pop3": "127.0.0.1:2110",
+    "pop3s": "127.0.0.1:2995",
+    "http": "127.0.0.1:8080",
+}
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(value: object) -> int:
+    """Parse `512K`, `50M`, `1G` or a plain byte count into bytes; raise ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"not a size: {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"not a size: {value!r}")
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ValueError(f"not a size: {value!r}")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+def format_size(n: int) -> str:
+    """Render a byte count the way an admin writes it (1G, 512M, 1536K, 1000)."""
+    for unit in ("T", "G", "M", "K"):
+        mult = _SIZE_UNITS[unit]
+        if n >= mult and n % mult == 0:
+            return f"{n // mult}{unit}"
+    return str(n)
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_hostport(value: object) -> HostPort:
+    """Parse `host:port` or `[v6]:port`; raise ValueError on anything else."""
+    if not isinstance(value, str):
+        raise ValueError(f"not host:port: {value!r}")
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})", value) or re.fullmatch(
+        r"([A-Za-z0-9.\-]+|\*):(\d{1,5})", value
+    )
+    if not m:
+        raise ValueError(f"not host:port: {value!r}")
+    port = int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {value!r}")
+    host = m.group(1)
+    return HostPort("" if host == "*" else host, port)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    allow_plaintext_without_tls: bool = False
+    failure_delay: float = 2.0            # seconds before answering a failed login
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    backend: str = "sqlite"
+    dsn: str = ""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    default_quota: int = 1024**3
+    max_message_size: int = 50 * 1024**2
+    messages_per_hour: int = 180
+    defers_failures_per_hour: int = 5
+    defers_failures_percent: int = 55
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    delete: str = "expunge"
+    expire_days: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    routes: Mapping[str, HostPort] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    workers: int = 1
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str = "localhost"
+    data_dir: Path = Path("var")
+    listen: Mapping[str, HostPort] = field(default_factory=dict)
+    tls: TLSConfig = TLSConfig()
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
+    limits: LimitsConfig = LimitsConfig()
+    pop3: Pop3Config = Pop3Config()
+    delivery: DeliveryConfig = DeliveryConfig()
+    server: ServerConfig = ServerConfig()
+    source: Path | None = None
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.tls.cert if self.tls.cert else self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def tls_key_path(self) -> Path:
+        return self.tls.key if self.tls.key else self.data_dir / "tls" / "key.pem"
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _expect(key: str, value: object, kind: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) and kind is not bool and bool not in (
+        kind if isinstance(kind, tuple) else (kind,)
+    ):
+        raise ConfigError(f"{key} = {value!r}: expected {what}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key} = {value!r}: expected {what}")
+    return value
+
+
+def _check_keys(section: str, table: Mapping[str, object], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{section}.{key}" if section else key
+            raise ConfigError(f"unknown key {name}")
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _section(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} = {table!r}: expected a table [{name}]")
+    return table
+
+
+def _int(key: str, value: object, minimum: int = 0, maximum: int | None = None) -> int:
+    v = _expect(key, value, int, "a whole number")
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{key} = {value!r}: expected a number {bound}")
+    return int(v)
+
+
+def _size(key: str, value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r}: expected a size such as 512K, 50M, 1G or bytes")
+
+
+def _seconds(key: str, value: object, maximum: float = 3600.0) -> float:
+    v = _expect(key, value, (int, float), "a number of seconds")
+    if not 0 <= v <= maximum:
+        raise ConfigError(f"{key} = {value!r}: expected between 0 and {maximum:g} seconds")
+    return float(v)
+
+
+def _hostport(key: str, value: object) -> HostPort:
+    try:
+        return parse_hostport(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r}: expected host:port")
+
+
+def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
+                        source: Path | None = None) -> Config:
+    """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
+    to `base_dir` (the config file's directory)."""
+    top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
+                "delivery", "server"}
+    _check_keys("", raw, top_keys)
+    base = base_dir or Path.cwd()
+
+    def path(key: str, value: object) -> Path:
+        p = Path(_expect(key, value, str, "a path"))
+        return p if p.is_absolute() else base / p
+
+    hostname = _expect("hostname", raw.get("hostname", "localhost"), str, "a host name")
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?", hostname):
+        raise ConfigError(f"hostname = {hostname!r}: expected a host name")
+    data_dir = path("data_dir", raw.get("data_dir", "var"))
+
+    if "listen" in raw:
+        listen_raw = _section(raw, "listen")
+        _check_keys("listen", listen_raw, set(LISTENER_NAMES))
+        listen = {k: _hostport(f"listen.{k}", v) for k, v in listen_raw.items()}
+    else:
+        listen = {k: parse_hostport(v) for k, v in DEV_LISTEN.items()}
+
+    tls_raw = _section(raw, "tls")
+    _check_keys("tls", tls_raw, _field_names(TLSConfig))
+    tls = TLSConfig(
+        cert=path("tls.cert", tls_raw["cert"]) if "cert" in tls_raw else None,
+        key=path("tls.key", tls_raw["key"]) if "key" in tls_raw else None,
+    )
+    if (tls.cert is None) != (tls.key is None):
+        raise ConfigError("tls: set both tls.cert and tls.key, or neither")
+
+    auth_raw = _section(raw, "auth")
+    _check_keys("auth", auth_raw, _field_names(AuthConfig))
+    auth = AuthConfig(
+        allow_plaintext_without_tls=_expect(
+            "auth.allow_plaintext_without_tls",
+            auth_raw.get("allow_plaintext_without_tls", False), bool, "true or false"),
+        failure_delay=_seconds("auth.failure_delay", auth_raw.get("failure_delay", 2.0)),
+    )
+
+    store_raw = _section(raw, "store")
+    _check_keys("store", store_raw, _field_names(StoreConfig))
+    backend = _expect("store.backend", store_raw.get("backend", "sqlite"), str, "sqlite or postgres")
+    if backend not in ("sqlite", "postgres"):
+        raise ConfigError(f"store.backend = {backend!r}: expected sqlite or postgres")
+    dsn = _expect("store.dsn", store_raw.get("dsn", ""), str, "a connection string")
+    if backend == "postgres" and not dsn:
+        raise ConfigError("store.dsn = '': the postgres backend needs a dsn")
+    store = StoreConfig(backend=backend, dsn=dsn)
+
+    lim_raw = _section(raw, "limits")
+    _check_keys("limits", lim_raw, _field_names(LimitsConfig))
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        default_quota=_size("limits.default_quota", lim_raw.get("default_quota", d.default_quota)),
+        max_message_size=_size("limits.max_message_size",
+                               lim_raw.get("max_message_size", d.max_message_size)),
+        messages_per_hour=_int("limits.messages_per_hour",
+                               lim_raw.get("messages_per_hour", d.messages_per_hour)),
+        defers_failures_per_hour=_int("limits.defers_failures_per_hour",
+                                      lim_raw.get("defers_failures_per_hour",
+                                                  d.defers_failures_per_hour)),
+        defers_failures_percent=_int("limits.defers_failures_percent",
+                                     lim_raw.get("defers_failures_percent",
+                                                 d.defers_failures_percent), 0, 100),
+    )
+    if limits.max_message_size < 1024:
+        raise ConfigError(f"limits.max_message_size = {limits.max_message_size!r}: "
+                          "expected at least 1K")
+
+    pop_raw = _section(raw, "pop3")
+    _check_keys("pop3", pop_raw, _field_names(Pop3Config))
+    delete = _expect("pop3.delete", pop_raw.get("delete", "expunge"), str,
+                     "expunge, move-to-trash or hide")
+    if delete not in ("expunge", "move-to-trash", "hide"):
+        raise ConfigError(f"pop3.delete = {delete!r}: expected expunge, move-to-trash or hide")
+    pop3 = Pop3Config(delete=delete,
+                      expire_days=_int("pop3.expire_days", pop_raw.get("expire_days", 0)))
+
+    del_raw = _section(raw, "delivery")
+    _check_keys("delivery", del_raw, _field_names(DeliveryConfig))
+    routes_raw = del_raw.get("routes", {})
+    if not isinstance(routes_raw, dict):
+        raise ConfigError(f"delivery.routes = {routes_raw!r}: expected a table of domain = host:port")
+    routes = {str(k).lower(): _hostport(f"delivery.routes.{k}", v) for k, v in routes_raw.items()}
+
+    srv_raw = _section(raw, "server")
+    _check_keys("server", srv_raw, _field_names(ServerConfig))
+    server = ServerConfig(
+        workers=_int("server.workers", srv_raw.get("workers", 1), 1, 256),
+        shutdown_grace_seconds=_seconds("server.shutdown_grace_seconds",
+                                        srv_raw.get("shutdown_grace_seconds", 5.0), 600.0),
+    )
+
+    return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
+                  store=store, limits=limits, pop3=pop3, delivery=DeliveryConfig(routes=routes),
+                  server=server, source=source)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Find and load the config: the given path, else $CASELLA_CONFIG, else ./casella.toml,
+    else the built-in development defaults."""
+    chosen: Path | None = None
+    if path is not None:
+        chosen = Path(path)
+    elif os.environ.get("CASELLA_CONFIG"):
+        chosen = Path(os.environ["CASELLA_CONFIG"])
+    elif Path("casella.toml").is_file():
+        chosen = Path("casella.toml")
+    if chosen is None:
+        return config_from_mapping({}, Path.cwd())
+    try:
+        text = chosen.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {chosen}: {exc.strerror}")
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {chosen} is not valid TOML: {exc}")
+    return config_from_mapping(raw, chosen.resolve().parent, source=chosen)

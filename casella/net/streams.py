@@ -1,0 +1,347 @@
+"""One client connection: a bounded, deadline-guarded reader and a writer over asyncio.
+
+Lives here: `Connection`, an asyncio.Protocol with its own input buffer, read_line with a
+maximum length, read_exactly/read_some for literals and DATA, `unread` for pipelined bytes,
+write/drain with flow control, the STARTTLS upgrade that throws away plaintext pipelined after
+the STARTTLS command (RFC 3207 §4.2, RFC 2595 §3.1, RFC 9051 §6.2.1), an optional stream
+transform (COMPRESS=DEFLATE), and a shutdown signal. Must never: know a protocol's grammar,
+touch the store, or block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+import time
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger("casella.net")
+
+_READ_HIGH_WATER = 256 * 1024
+_ids = itertools.count(1)
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection (or it was reset) before the read completed."""
+
+
+class ReadTimeout(Exception):
+    """The peer sent nothing complete within the deadline."""
+
+
+class LineTooLong(Exception):
+    """A line exceeded the maximum length. The rest of it was consumed and discarded, so the
+    next read starts on the following line."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"line of {length} octets is too long")
+        self.length = length
+
+
+class ServerShutdown(Exception):
+    """The server is stopping: the session should say goodbye and end."""
+
+
+class StreamTransform(Protocol):
+    """A byte-stream codec placed under the protocol after authentication (COMPRESS)."""
+
+    def decode(self, data: bytes) -> bytes: ...
+    def encode(self, data: bytes) -> bytes: ...
+
+
+class Connection(asyncio.Protocol):
+    """A client connection with an input buffer the session reads through."""
+
+    def __init__(self, listener: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.id = f"{next(_ids):x}"
+        self.listener = listener
+        self.loop = loop or asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.peer_port = 0
+        self.local_port = 0
+        self.tls = False
+        self.tls_version: str | None = None
+        self.tls_cipher: str | None = None
+        self.user: str | None = None
+        self.started = time.monotonic()
+        self.closed = asyncio.Event()
+        self._buf = bytearray()
+        self._eof = False
+        self._lost_exc: BaseException | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._transform: StreamTransform | None = None
+        self._shutdown = False
+        self.on_made: Callable[[Connection], None] | None = None
+
+    # --- asyncio.Protocol callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip, self.peer_port = peer[0], peer[1]
+        sock = transport.get_extra_info("sockname")
+        if sock:
+            self.local_port = sock[1]
+        self._note_tls(transport)
+        if self.on_made is not None:
+            self.on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._transform is not None:
+            try:
+                data = self._transform.decode(data)
+            except Exception as exc:  # corrupt compressed stream: the session cannot go on
+                self._lost_exc = exc
+                self._eof = True
+                self._wake()
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+        self._buf += data
+        if len(self._buf) > _READ_HIGH_WATER and not self._paused_reading and self.transport:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._lost_exc = exc
+        self._wake()
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_exception(ConnectionClosed("connection lost"))
+        self._drain_waiters.clear()
+        self.closed.set()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _consumed(self) -> None:
+        if self._paused_reading and len(self._buf) < _READ_HIGH_WATER // 2 and self.transport:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    async def _wait_data(self, deadline: float | None) -> None:
+        """Wait until more bytes arrive, EOF, shutdown or the deadline."""
+        if self._eof:
+            raise ConnectionClosed("connection closed by peer")
+        if self._shutdown:
+            raise ServerShutdown()
+        waiter = self.loop.create_future()
+        self._read_waiter = waiter
+        try:
+            if deadline is None:
+                await waiter
+            else:
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    raise ReadTimeout()
+                async with asyncio.timeout(remaining):
+                    await waiter
+        except TimeoutError:
+            raise ReadTimeout() from None
+        finally:
+            self._read_waiter = None
+        if self._shutdown and not self._buf:
+            raise ServerShutdown()
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self.loop.time() + timeout
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read (pipelined input)."""
+        return len(self._buf)
+
+    async def read_line(self, max_length: int, timeout: float | None = None) -> bytes:
+        """One line without its CRLF (or bare LF) ending. Raises LineTooLong after discarding
+        an over-long line through its end, ReadTimeout, ConnectionClosed or ServerShutdown."""
+        deadline = self._deadline(timeout)
+        scanned = 0
+        while True:
+            idx = self._buf.find(b"\n", scanned)
+            if idx >= 0:
+                if idx > max_length + 1:
+                    del self._buf[: idx + 1]
+                    self._consumed()
+                    raise LineTooLong(idx + 1)
+                end = idx - 1 if idx > 0 and self._buf[idx - 1] == 0x0D else idx
+                line = bytes(self._buf[:end])
+                del self._buf[: idx + 1]
+                self._consumed()
+                return line
+            if len(self._buf) > max_length + 1:
+                await self._discard_line(len(self._buf), deadline)
+            scanned = len(self._buf)
+            if self._eof:
+                raise ConnectionClosed("connection closed by peer")
+            await self._wait_data(deadline)
+
+    async def _discard_line(self, already: int, deadline: float | None) -> None:
+        total = already
+        self._buf.clear()
+        self._consumed()
+        while True:
+            await self._wait_data(deadline)
+            idx = self._buf.find(b"\n")
+            if idx >= 0:
+                total += idx + 1
+                del self._buf[: idx + 1]
+                self._consumed()
+                raise LineTooLong(total)
+            total += len(self._buf)
+            self._buf.clear()
+            self._consumed()
+
+    async def read_exactly(self, n: int, timeout: float | None = None) -> bytes:
+        """Exactly n bytes (use read_some in a loop for large literals)."""
+        deadline = self._deadline(timeout)
+        while len(self._buf) < n:
+            await self._wait_data(deadline)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._consumed()
+        return data
+
+    async def read_some(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Between 1 and max_bytes bytes, as soon as any are there."""
+        if not self._buf:
+            await self._wait_data(self._deadline(timeout))
+        data = bytes(self._buf[:max_bytes])
+        del self._buf[:max_bytes]
+        self._consumed()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of the buffer (read too far, e.g. past end of DATA)."""
+        if data:
+            self._buf[:0] = data
+
+    def discard_buffered(self) -> int:
+        """Drop everything received and not read yet; returns how many bytes."""
+        n = len(self._buf)
+        self._buf.clear()
+        self._consumed()
+        return n
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf
+
+    # --- writing -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._transform is not None:
+            data = self._transform.encode(data)
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost_exc is not None or (self.transport is not None and self.transport.is_closing()):
+            if self._eof:
+                raise ConnectionClosed("connection lost")
+        if not self._write_paused:
+            return
+        fut = self.loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+
+    async def send(self, data: bytes) -> None:
+        self.write(data)
+        await self.drain()
+
+    # --- TLS and transforms --------------------------------------------------------------
+
+    def _note_tls(self, transport: asyncio.BaseTransport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls = True
+            self.tls_version = sslobj.version()
+            cipher = sslobj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
+        """Upgrade to TLS as the server. Plaintext the client pipelined after the STARTTLS
+        command is discarded first, so it can never be read as if it came through TLS."""
+        assert self.transport is not None
+        self.discard_buffered()
+        self._eof = False
+        try:
+            new_transport = await self.loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout)
+        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
+            if self.transport is not None:
+                self.transport.abort()
+            raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
+        if new_transport is None:
+            raise ConnectionClosed("TLS handshake failed")
+        self.transport = new_transport
+        self.discard_buffered()
+        self._note_tls(new_transport)
+
+    def set_transform(self, transform: StreamTransform) -> None:
+        """Place a codec under the stream from the next byte on (RFC 4978 §3: compression starts
+        right after the tagged OK); bytes already buffered were sent compressed, so decode them."""
+        self._transform = transform
+        if self._buf:
+            pending = bytes(self._buf)
+            self._buf.clear()
+            self._buf += transform.decode(pending)
+
+    # --- ending --------------------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        """Ask the session to end at its next read (the command in flight may finish)."""
+        self._shutdown = True
+        self._wake()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.closed.wait()
+        except TimeoutError:
+            self.abort()
+
+    def describe(self) -> dict[str, Any]:
+        return {"conn": self.id, "proto": self.listener, "remote": self.peer_ip,
+                "user": self.user or "-"}

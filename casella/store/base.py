@@ -1,0 +1,255 @@
+"""The store contract: every persistent operation casella performs, as one async interface.
+
+Lives here: the abstract `Store` that protocol sessions, the CLI and services call, and the
+rules each backend must keep (DESIGN.md "Store contract"). Must never: contain SQL, touch files,
+or know any protocol. Every mutating method is one transaction: UIDs, MODSEQs and quota are
+decided inside it, it returns only once the change is durable, and subscribers of the change
+bus hear of it only after commit.
+
+UID ranges are passed as sequences of inclusive (low, high) pairs with low <= high; sequence
+numbers never reach the store (sessions map them to UIDs).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+from casella.store.blobs import BlobStore, StagedBlob
+from casella.store.changes import ChangeBus
+from casella.store.model import (
+    Account,
+    Alias,
+    AppendItem,
+    AppendResult,
+    Changes,
+    CopyResult,
+    DeliveryOutcome,
+    DeliveryTarget,
+    Domain,
+    ExpungeResult,
+    FlagsResult,
+    Mailbox,
+    MessageMeta,
+    MessageStatic,
+    QueueEntry,
+    QueueRecipient,
+    SelectSnapshot,
+)
+
+UidRanges = Sequence[tuple[int, int]]
+
+
+class Store(abc.ABC):
+    """One mail store. Methods raise casella.errors classes: NotFound/MailboxNotFound,
+    AlreadyExists/MailboxExists, InvalidName, MailboxNotAllowed, QuotaExceeded, StorageError."""
+
+    blobs: BlobStore
+    bus: ChangeBus
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema; clean orphan blobs and unfinished writes; check the
+        per-mailbox counters and quota usage against the messages and repair them."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # --- domains ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_domain(self, name: str) -> Domain: ...
+
+    @abc.abstractmethod
+    async def remove_domain(self, name: str, force: bool = False) -> None:
+        """Refuse (UserError) while accounts or aliases exist, unless force removes them."""
+
+    @abc.abstractmethod
+    async def get_domain(self, name: str) -> Domain | None: ...
+
+    @abc.abstractmethod
+    async def list_domains(self) -> list[Domain]: ...
+
+    # --- accounts --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_account(self, address: str, password_hash: str, quota_bytes: int,
+                          quota_messages: int = 0) -> Account:
+        """Create the account and its default mailboxes (INBOX, Drafts, Sent, Trash, Junk,
+        Archive with special-use flags, all subscribed)."""
+
+    @abc.abstractmethod
+    async def get_account(self, address: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def set_password(self, address: str, password_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    async def set_quota(self, address: str, quota_bytes: int,
+                        quota_messages: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def remove_account(self, address: str) -> None:
+        """Remove the account, its mailboxes and messages (blobs are released)."""
+
+    # --- aliases ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_alias(self, source: str, destinations: Sequence[str]) -> Alias:
+        """`source` is `user@domain` or `@domain` (catch-all) in a hosted domain."""
+
+    @abc.abstractmethod
+    async def get_alias(self, source: str) -> Alias | None: ...
+
+    @abc.abstractmethod
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+
+    @abc.abstractmethod
+    async def remove_alias(self, source: str) -> None: ...
+
+    # --- mailboxes -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        """All mailboxes of the account (including \\Noselect placeholders), sorted by name."""
+
+    @abc.abstractmethod
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        """By name; `inbox` in any case means INBOX. Placeholders are returned too."""
+
+    @abc.abstractmethod
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    @abc.abstractmethod
+    async def create_mailbox(self, account_id: int, name: str,
+                             special_use: str | None = None) -> Mailbox:
+        """Create the mailbox and any missing parents. A \\Noselect placeholder of that name
+        becomes selectable with a new UIDVALIDITY. MailboxExists when it exists."""
+
+    @abc.abstractmethod
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Delete the mailbox and its messages. With children it stays as a \\Noselect
+        placeholder (RFC 3501 §6.3.4); a placeholder with children cannot be deleted; INBOX
+        cannot be deleted."""
+
+    @abc.abstractmethod
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename with all children, keeping UIDVALIDITY and UIDs; subscriptions follow.
+        Renaming INBOX moves its messages into a new mailbox (new UIDVALIDITY) and leaves
+        INBOX empty, its children untouched (RFC 3501 §6.3.5)."""
+
+    @abc.abstractmethod
+    async def set_special_use(self, mailbox_id: int, special_use: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, account_id: int, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribe(self, account_id: int, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+
+    # --- messages: reads -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def select(self, mailbox_id: int) -> SelectSnapshot:
+        """The mailbox record, all UIDs ascending, the first unseen UID, the keywords in use.
+        Never reads message bodies."""
+
+    @abc.abstractmethod
+    async def fetch_meta(self, mailbox_id: int, uids: UidRanges) -> list[MessageMeta]:
+        """Metadata of the messages in the UID ranges, ascending by UID."""
+
+    @abc.abstractmethod
+    async def fetch_static(self, blob_ids: Sequence[int]) -> dict[int, MessageStatic]:
+        """The parsed, precomputed data of these blobs."""
+
+    @abc.abstractmethod
+    async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
+        """Bytes of a stored message; read large ones in pieces to stream them."""
+
+    @abc.abstractmethod
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """Messages whose MODSEQ is above `modseq` (new or changed) and UIDs expunged above it."""
+
+    @abc.abstractmethod
+    async def claim_recent(self, mailbox_id: int) -> tuple[int, int]:
+        """Claim \\Recent for the caller (RFC 3501 §2.3.2): returns (low, high) such that UIDs
+        low <= uid < high are recent in this session only; later callers get none of them."""
+
+    # --- messages: writes ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append(self, mailbox_id: int, items: Sequence[AppendItem]) -> AppendResult:
+        """Append all items atomically (MULTIAPPEND): UIDs assigned in order, quota checked
+        for the total. QuotaExceeded changes nothing."""
+
+    @abc.abstractmethod
+    async def deliver(self, blob: StagedBlob,
+                      targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
+        """Deliver one message to several accounts in one transaction, the body stored once.
+        Each target succeeds or fails on its own (quota); failures change nothing for it."""
+
+    @abc.abstractmethod
+    async def copy(self, src_mailbox_id: int, uids: UidRanges,
+                   dst_mailbox_id: int) -> CopyResult:
+        """Copy with flags (and a fresh \\Recent); quota checked for the whole set."""
+
+    @abc.abstractmethod
+    async def move(self, src_mailbox_id: int, uids: UidRanges,
+                   dst_mailbox_id: int) -> CopyResult:
+        """Copy then expunge from the source in one transaction (RFC 6851)."""
+
+    @abc.abstractmethod
+    async def store_flags(self, mailbox_id: int, uids: UidRanges, mode: str,
+                          flags: Sequence[str], unchangedsince: int | None = None) -> FlagsResult:
+        """mode is 'add', 'remove' or 'replace'. Only messages whose flags really change get
+        a new MODSEQ; with `unchangedsince`, messages with a higher MODSEQ are left alone and
+        listed in `modified`."""
+
+    @abc.abstractmethod
+    async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> ExpungeResult:
+        """Remove \\Deleted messages (only those in `uids` when given); record them for
+        VANISHED; release quota and blobs."""
+
+    @abc.abstractmethod
+    async def remove_messages(self, mailbox_id: int, uids: UidRanges) -> ExpungeResult:
+        """Remove these messages whatever their flags (POP3 DELE at QUIT, retention)."""
+
+    # --- POP3 bookkeeping ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def pop3_list(self, mailbox_id: int) -> list[tuple[MessageMeta, int | None]]:
+        """Messages of the maildrop not hidden from POP3, with the time of their first POP3
+        download (None if never)."""
+
+    @abc.abstractmethod
+    async def pop3_mark_retrieved(self, mailbox_id: int, uids: Sequence[int], when: int) -> None:
+        """Record the first POP3 download time of these messages (kept if already set)."""
+
+    @abc.abstractmethod
+    async def pop3_hide(self, mailbox_id: int, uids: Sequence[int]) -> None:
+        """Hide these messages from POP3 for ever; IMAP still sees them."""
+
+    # --- outbound queue --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(self, blob: StagedBlob, sender: str, recipients: Sequence[QueueRecipient],
+                      account_id: int | None = None, envid: str | None = None,
+                      ret: str | None = None) -> int:
+        """Write a message for outbound delivery durably; returns the queue id."""
+
+    @abc.abstractmethod
+    async def list_queue(self) -> list[QueueEntry]: ...
+
+    @abc.abstractmethod
+    async def get_queue_entry(self, queue_id: int) -> QueueEntry | None: ...

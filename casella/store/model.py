@@ -1,0 +1,245 @@
+"""The typed records the store hands out and takes in.
+
+Lives here: frozen dataclasses for domains, accounts, mailboxes, messages, queue entries and the
+results of store operations, plus flag helpers. Must never: import a backend, a protocol or
+anything doing I/O. Protocol layers build their replies from these records only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from casella.store.blobs import StagedBlob
+
+# System flags as RFC 9051 §2.3.2 spells them; the store keeps them as bits.
+SEEN = "\\Seen"
+ANSWERED = "\\Answered"
+FLAGGED = "\\Flagged"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+SYSTEM_FLAGS: tuple[str, ...] = (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT)
+FLAG_BITS: dict[str, int] = {SEEN: 1, ANSWERED: 2, FLAGGED: 4, DELETED: 8, DRAFT: 16}
+_FLAG_BY_LOWER: dict[str, str] = {f.lower(): f for f in SYSTEM_FLAGS}
+
+# The special-use attributes of RFC 6154 that casella knows.
+SPECIAL_USES: tuple[str, ...] = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
+                                 "\\Sent", "\\Trash")
+
+# Mailboxes every new account gets (name, special-use).
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+HIERARCHY_DELIMITER = "/"
+
+
+def canonical_flag(flag: str) -> str:
+    """System flags in their canonical spelling; keywords unchanged."""
+    return _FLAG_BY_LOWER.get(flag.lower(), flag)
+
+
+def split_flags(flags: Sequence[str]) -> tuple[int, tuple[str, ...]]:
+    """Split flag names into the system-flag bit mask and the sorted, de-duplicated keywords.
+    Keywords compare case-insensitively; the first spelling seen wins. \\Recent and other
+    backslash flags that are not system flags are dropped: they cannot be stored."""
+    bits = 0
+    keywords: dict[str, str] = {}
+    for flag in flags:
+        canon = canonical_flag(flag)
+        if canon in FLAG_BITS:
+            bits |= FLAG_BITS[canon]
+        elif not flag.startswith("\\"):
+            keywords.setdefault(flag.lower(), flag)
+    return bits, tuple(sorted(keywords.values(), key=str.lower))
+
+
+def join_flags(bits: int, keywords: Sequence[str]) -> tuple[str, ...]:
+    """Flag names from the bit mask and keywords, system flags first."""
+    out = [f for f in SYSTEM_FLAGS if bits & FLAG_BITS[f]]
+    out.extend(keywords)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    name: str
+    created: int
+    messages_per_hour: int | None = None
+    defers_failures_per_hour: int | None = None
+    defers_failures_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    domain_id: int
+    password_hash: str
+    quota_bytes: int          # 0 = unlimited
+    quota_messages: int       # 0 = unlimited
+    used_bytes: int
+    used_messages: int
+    created: int
+    sending_held: bool = False
+    messages_per_hour: int | None = None
+    defers_failures_per_hour: int | None = None
+    defers_failures_percent: int | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    source: str               # "user@domain" or "@domain" (catch-all)
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str                 # Unicode, "/"-delimited, INBOX in upper case
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+    selectable: bool          # False: a \Noselect placeholder kept for its children
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    first_recent_uid: int
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """What a session needs about a message without reading its body."""
+    uid: int
+    modseq: int
+    flags: tuple[str, ...]    # system flags first, then keywords
+    internaldate: int         # seconds since the epoch, UTC
+    size: int
+    blob_id: int
+    savedate: int
+
+    def has(self, flag: str) -> bool:
+        lower = flag.lower()
+        return any(f.lower() == lower for f in self.flags)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatic:
+    """The data computed once when a message was stored (RFC 3501 static data, U4)."""
+    blob_id: int
+    digest: str               # sha256 hex of the bytes: the blob's name
+    size: int
+    header: bytes             # the top-level header block, including the blank line
+    envelope: bytes           # IMAP ENVELOPE, rendered (casella.mail.envelope)
+    bodystructure: bytes      # IMAP BODYSTRUCTURE (extensible form), rendered
+    body: bytes               # IMAP BODY (non-extensible form), rendered
+    parts: str                # JSON: the MIME part tree with byte offsets (casella.mail.parse)
+    preview: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SelectSnapshot:
+    """A mailbox as SELECT sees it: the record, every UID in order, and the first unseen UID."""
+    mailbox: Mailbox
+    uids: Sequence[int]
+    first_unseen_uid: int | None
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendItem:
+    blob: "StagedBlob"
+    flags: tuple[str, ...] = ()
+    internaldate: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    uidvalidity: int
+    uids: tuple[int, ...]
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    uidvalidity: int                       # of the destination
+    pairs: tuple[tuple[int, int], ...]     # (source UID, destination UID)
+    expunged: tuple[int, ...] = ()         # MOVE: source UIDs removed
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsResult:
+    changed: tuple[MessageMeta, ...]       # messages whose flags changed, with their new MODSEQ
+    unchanged: tuple[MessageMeta, ...]     # addressed messages whose flags stayed the same
+    modified: tuple[int, ...]              # UIDs refused by UNCHANGEDSINCE (RFC 7162 §3.2)
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeResult:
+    uids: tuple[int, ...]
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a mailbox after a MODSEQ: new or changed messages, and expunged UIDs."""
+    mailbox: Mailbox
+    messages: tuple[MessageMeta, ...]
+    expunged: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    account_id: int
+    mailbox: str = "INBOX"     # falls back to INBOX when it does not exist
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    target: DeliveryTarget
+    mailbox_id: int | None = None
+    uid: int | None = None
+    error: Exception | None = None   # QuotaExceeded, NotFound …; None on success
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipient:
+    address: str
+    orcpt: str | None = None
+    notify: tuple[str, ...] = ()        # DSN NOTIFY values, empty = default
+    state: str = "queued"               # queued | deferred | delivered | failed | held
+    attempts: int = 0
+    next_attempt: int = 0
+    last_reply: str = ""
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    sender: str                         # "" for the null reverse path
+    account_id: int | None
+    blob_id: int
+    size: int
+    created: int
+    envid: str | None
+    ret: str | None                     # FULL | HDRS | None
+    recipients: tuple[QueueRecipient, ...] = field(default_factory=tuple)
+    held: bool = False
