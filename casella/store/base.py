@@ -50,8 +50,9 @@ class Store(abc.ABC):
     # --- life cycle ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def open(self) -> None:
-        """Create or migrate the schema; clean orphan blobs and unfinished writes; check the
+    async def open(self, repair: bool = True) -> None:
+        """Create or migrate the schema. With `repair` (the server at start-up, never a CLI
+        running beside a live server): clean orphan blobs and unfinished writes, and check the
         per-mailbox counters and quota usage against the messages and repair them."""
 
     @abc.abstractmethod

@@ -1,0 +1,527 @@
+"""Shared pieces of the SQLite backend: row converters, the write-transaction context, and
+`SQLiteBase` (threads, group commit, garbage collection, start-up repair, helpers used inside
+write jobs).
+
+Lives here: everything the operation modules (sqlite_directory, sqlite_mail, sqlite_queue) build
+on. Must never: run SQL on the event loop thread, or report success before COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from casella.errors import (
+    MailboxNotFound,
+    NotFound,
+    QuotaExceeded,
+    StorageError,
+)
+from casella.store import sqlite_schema
+from casella.store.base import UidRanges
+from casella.store.blobs import BlobStore, StagedBlob
+from casella.store.changes import ChangeBus
+from casella.store.model import (
+    DELETED,
+    FLAG_BITS,
+    SEEN,
+    Account,
+    Domain,
+    Mailbox,
+    MessageMeta,
+    join_flags,
+)
+
+log = logging.getLogger("casella.store")
+
+T = TypeVar("T")
+_SEEN_BIT = FLAG_BITS[SEEN]
+_DELETED_BIT = FLAG_BITS[DELETED]
+_MAX_BATCH = 128
+_READERS = 4
+
+_MAILBOX_COLS = ("id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use, "
+                 "selectable, messages, unseen, deleted, size, first_recent_uid, created")
+_ACCOUNT_COLS = ("id, address, domain_id, password_hash, quota_bytes, quota_messages, "
+                 "used_bytes, used_messages, created, sending_held, messages_per_hour, "
+                 "defers_failures_per_hour, defers_failures_percent")
+_DOMAIN_COLS = ("id, name, created, messages_per_hour, defers_failures_per_hour, "
+                "defers_failures_percent")
+_META_COLS = "uid, modseq, flags, keywords, internaldate, size, blob_id, savedate"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _mailbox(row: Sequence[Any]) -> Mailbox:
+    return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]),
+                   row[8], row[9], row[10], row[11], row[12], row[13])
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                   bool(row[9]), row[10], row[11], row[12])
+
+
+def _domain(row: Sequence[Any]) -> Domain:
+    return Domain(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+_flag_cache: dict[tuple[int, str], tuple[str, ...]] = {}
+
+
+def _flags(bits: int, keywords: str) -> tuple[str, ...]:
+    key = (bits, keywords)
+    cached = _flag_cache.get(key)
+    if cached is None:
+        cached = join_flags(bits, keywords.split(" ") if keywords else ())
+        if len(_flag_cache) < 4096:
+            _flag_cache[key] = cached
+    return cached
+
+
+def _meta(row: Sequence[Any]) -> MessageMeta:
+    return MessageMeta(row[0], row[1], _flags(row[2], row[3]), row[4], row[5], row[6], row[7])
+
+
+def _in_ranges(uids: UidRanges) -> list[tuple[int, int]]:
+    out = []
+    for lo, hi in uids:
+        if lo > hi:
+            lo, hi = hi, lo
+        out.append((max(lo, 1), min(hi, 2**63 - 1)))
+    return out
+
+
+@dataclass
+class _Txn:
+    """What one write job may touch besides SQL: blob directories to fsync before COMMIT and
+    change events to publish after it."""
+    cur: sqlite3.Connection
+    blobs: BlobStore
+    dirs: set[Path] = field(default_factory=set)
+    events: list[tuple[int, int, int]] = field(default_factory=list)
+    released_blobs: bool = False
+
+
+@dataclass
+class _Job:
+    fn: Callable[[_Txn], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class SQLiteBase:
+    def __init__(self, data_dir: Path, bus: ChangeBus | None = None,
+                 blobs: BlobStore | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.db_path = self.data_dir / "casella.db"
+        self.blobs = blobs or BlobStore(self.data_dir / "blobs")
+        self.bus = bus or ChangeBus()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sqlite-r")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._opened = False
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _connect(self, writer: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
+                               timeout=30.0)
+        sqlite_schema.configure(conn, writer)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(writer=False)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._reader()
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise StorageError(f"the mail store could not be read: {exc}") from exc
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that needs several consistent SELECTs."""
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        return await self._read(run)
+
+    async def _write(self, fn: Callable[[_Txn], T]) -> T:
+        if self._writer is None:
+            raise StorageError("the store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, fut, loop))
+        return await fut
+
+    def _writer_main(self) -> None:
+        conn = self._connect(writer=True)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                batch = [job]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None, list[tuple[int, int, int]]]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            err = StorageError(f"the mail store is unavailable: {exc}")
+            for job in batch:
+                self._resolve(job, None, err, [])
+            return
+        txn_dirs: set[Path] = set()
+        released = False
+        for job in batch:
+            txn = _Txn(conn, self.blobs)
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(txn)
+                conn.execute("RELEASE job")
+            except BaseException as exc:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StorageError(f"the mail store could not be written: {exc}")
+                outcomes.append((job, None, exc, []))
+                continue
+            txn_dirs |= txn.dirs
+            released |= txn.released_blobs
+            outcomes.append((job, result, None, txn.events))
+        try:
+            BlobStore.sync_dirs(txn_dirs)
+            conn.execute("COMMIT")
+        except (sqlite3.Error, StorageError) as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = exc if isinstance(exc, StorageError) else \
+                StorageError(f"the mail store could not be written: {exc}")
+            log.error("commit failed: %s", err)
+            for job, _, job_err, _ in outcomes:
+                self._resolve(job, None, job_err or err, [])
+            return
+        for job, result, job_err, events in outcomes:
+            self._resolve(job, result, job_err, events)
+        if released:
+            self._collect_garbage(conn)
+
+    def _resolve(self, job: _Job, result: Any, err: BaseException | None,
+                 events: list[tuple[int, int, int]]) -> None:
+        def done() -> None:
+            for account_id, mailbox_id, modseq in events:
+                self.bus.publish(account_id, mailbox_id, modseq)
+            if job.future.done():
+                return
+            if err is not None:
+                job.future.set_exception(err)
+            else:
+                job.future.set_result(result)
+        try:
+            job.loop.call_soon_threadsafe(done)
+        except RuntimeError:
+            pass  # the caller's loop is gone
+
+    def _collect_garbage(self, conn: sqlite3.Connection) -> int:
+        """Delete blobs nobody references. The files are unlinked while the write lock is
+        held, so no delivery can be publishing the same digest at that moment; if COMMIT then
+        fails, the rows stay at refcount 0 and publishing re-links the file."""
+        removed = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT id, digest FROM blobs WHERE refcount = 0 LIMIT 10000").fetchall()
+            for blob_id, digest in rows:
+                self.blobs.remove(digest)
+                conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+                removed += 1
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.warning("blob garbage collection failed: %s", exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        return removed
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def open(self, repair: bool = True) -> None:
+        if self._opened:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs.prepare()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._open_sync, repair)
+        self._writer = threading.Thread(target=self._writer_main, name="sqlite-writer",
+                                        daemon=True)
+        self._writer.start()
+        self._opened = True
+
+    def _open_sync(self, repair: bool) -> None:
+        conn = self._connect(writer=True)
+        try:
+            sqlite_schema.migrate(conn)
+            if repair:
+                self._startup_repair(conn)
+        finally:
+            conn.close()
+
+    def _startup_repair(self, conn: sqlite3.Connection) -> None:
+        """Crash recovery: unfinished writes, orphan blob files, and counters that must equal
+        what the messages say. Runs under the write lock."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cleaned = self.blobs.clean_tmp()
+            known = {r[0] for r in conn.execute("SELECT digest FROM blobs")}
+            orphans = [d for d in self.blobs.iter_digests() if d not in known]
+            for digest in orphans:
+                self.blobs.remove(digest)
+            # Reference counts, mailbox counters and quota usage from the messages themselves.
+            conn.execute("CREATE TEMP TABLE refs (blob_id INTEGER PRIMARY KEY, n INTEGER)")
+            conn.execute("INSERT INTO refs SELECT blob_id, count(*) FROM (SELECT blob_id FROM "
+                         "messages UNION ALL SELECT blob_id FROM queue) GROUP BY blob_id")
+            conn.execute("UPDATE blobs SET refcount = coalesce((SELECT n FROM refs WHERE "
+                         "refs.blob_id = blobs.id), 0) WHERE refcount != coalesce((SELECT n "
+                         "FROM refs WHERE refs.blob_id = blobs.id), 0)")
+            conn.execute("CREATE TEMP TABLE mbc (mailbox_id INTEGER PRIMARY KEY, n INTEGER, "
+                         "unseen INTEGER, del INTEGER, sz INTEGER)")
+            conn.execute("INSERT INTO mbc SELECT mailbox_id, count(*), sum((flags & 1) = 0), "
+                         "sum((flags & 8) != 0), sum(size) FROM messages GROUP BY mailbox_id")
+            fixed_mb = conn.execute("""
+                UPDATE mailboxes SET messages = c.cn, unseen = c.cu, deleted = c.cd, size = c.cs
+                FROM (SELECT m.id AS mid, coalesce(x.n, 0) AS cn, coalesce(x.unseen, 0) AS cu,
+                             coalesce(x.del, 0) AS cd, coalesce(x.sz, 0) AS cs
+                      FROM mailboxes m LEFT JOIN mbc x ON x.mailbox_id = m.id) AS c
+                WHERE c.mid = mailboxes.id AND (mailboxes.messages != c.cn
+                   OR mailboxes.unseen != c.cu OR mailboxes.deleted != c.cd
+                   OR mailboxes.size != c.cs)""").rowcount
+            fixed_acct = conn.execute("""
+                UPDATE accounts SET used_messages = u.un, used_bytes = u.us
+                FROM (SELECT a.id AS aid, coalesce(sum(m.messages), 0) AS un,
+                             coalesce(sum(m.size), 0) AS us
+                      FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id
+                      GROUP BY a.id) AS u
+                WHERE u.aid = accounts.id AND (accounts.used_messages != u.un
+                   OR accounts.used_bytes != u.us)""").rowcount
+            conn.execute("DROP TABLE temp.refs")
+            conn.execute("DROP TABLE temp.mbc")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if cleaned or orphans or fixed_mb or fixed_acct:
+            log.warning("start-up repair: %d unfinished writes, %d orphan blobs removed, "
+                        "%d mailbox and %d account counters corrected",
+                        cleaned, len(orphans), fixed_mb, fixed_acct)
+        self._collect_garbage(conn)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(None, writer.join)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._reader_conns.clear()
+        self._readers = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sqlite-r")
+        self._local = threading.local()
+        self._opened = False
+
+    # --- shared write helpers (writer thread) ------------------------------------------------
+
+    @staticmethod
+    def _next_uidvalidity(cur: sqlite3.Connection) -> int:
+        """Strictly increasing across the whole store, close to the clock (RFC 3501 §2.3.1.1,
+        PROMISES U3)."""
+        row = cur.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
+        value = max(_now(), (row[0] + 1) if row else 0) & 0xFFFFFFFF or 1
+        cur.execute("INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (value,))
+        return value
+
+    def _blob_ref(self, txn: _Txn, staged: StagedBlob, count: int = 1) -> int:
+        """Reference a staged body: publish its file if this digest is new (or was collected),
+        add `count` references, return the blob id."""
+        cur = txn.cur
+        row = cur.execute("SELECT id, refcount FROM blobs WHERE digest = ?",
+                          (staged.digest,)).fetchone()
+        if row is not None:
+            if row[1] == 0 or not self.blobs.exists(staged.digest):
+                self.blobs.publish(staged, txn.dirs)
+            cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?", (count, row[0]))
+            return int(row[0])
+        self.blobs.publish(staged, txn.dirs)
+        p = staged.parsed
+        cursor = cur.execute(
+            "INSERT INTO blobs (digest, size, refcount, header, envelope, bodystructure, body, "
+            "parts, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (staged.digest, staged.size, count, p.header, p.envelope, p.bodystructure, p.body,
+             p.parts, p.preview))
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def _release_blobs(txn: _Txn, blob_counts: dict[int, int]) -> None:
+        if blob_counts:
+            txn.cur.executemany("UPDATE blobs SET refcount = refcount - ? WHERE id = ?",
+                                [(n, b) for b, n in blob_counts.items()])
+            txn.released_blobs = True
+
+    @staticmethod
+    def _mailbox_row(cur: sqlite3.Connection, mailbox_id: int) -> Mailbox:
+        row = cur.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?",
+                          (mailbox_id,)).fetchone()
+        if row is None:
+            raise MailboxNotFound("the mailbox does not exist")
+        return _mailbox(row)
+
+    def _selectable(self, cur: sqlite3.Connection, mailbox_id: int) -> Mailbox:
+        mb = self._mailbox_row(cur, mailbox_id)
+        if not mb.selectable:
+            raise MailboxNotFound(f"{mb.name} holds no messages (it only has children)")
+        return mb
+
+    @staticmethod
+    def _account_row(cur: sqlite3.Connection, account_id: int) -> Account:
+        row = cur.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?",
+                          (account_id,)).fetchone()
+        if row is None:
+            raise NotFound("the account does not exist")
+        return _account(row)
+
+    @staticmethod
+    def _check_quota(acct: Account, add_bytes: int, add_messages: int) -> None:
+        if add_bytes > 0 and acct.quota_bytes and acct.used_bytes + add_bytes > acct.quota_bytes:
+            raise QuotaExceeded(f"the mailbox of {acct.address} is full "
+                                f"({acct.used_bytes} of {acct.quota_bytes} bytes used)")
+        if add_messages > 0 and acct.quota_messages and \
+                acct.used_messages + add_messages > acct.quota_messages:
+            raise QuotaExceeded(f"the mailbox of {acct.address} holds the most messages "
+                                f"allowed ({acct.quota_messages})")
+
+    @staticmethod
+    def _register_keywords(cur: sqlite3.Connection, mailbox_id: int,
+                           keywords: Sequence[str]) -> None:
+        if keywords:
+            cur.executemany("INSERT OR IGNORE INTO mailbox_keywords (mailbox_id, keyword) "
+                            "VALUES (?, ?)", [(mailbox_id, k) for k in keywords])
+
+    @staticmethod
+    def _adjust(cur: sqlite3.Connection, mailbox_id: int, account_id: int, *, messages: int = 0,
+                unseen: int = 0, deleted: int = 0, size: int = 0, uidnext: int | None = None,
+                modseq: int | None = None) -> None:
+        cur.execute(
+            "UPDATE mailboxes SET messages = messages + ?, unseen = unseen + ?, "
+            "deleted = deleted + ?, size = size + ?, uidnext = coalesce(?, uidnext), "
+            "highestmodseq = coalesce(?, highestmodseq) WHERE id = ?",
+            (messages, unseen, deleted, size, uidnext, modseq, mailbox_id))
+        if messages or size:
+            cur.execute("UPDATE accounts SET used_messages = used_messages + ?, "
+                        "used_bytes = used_bytes + ? WHERE id = ?", (messages, size, account_id))
+
+    def _insert_messages(self, txn: _Txn, mb: Mailbox,
+                         rows: Sequence[tuple[int, str, int, int, int, int]]) -> tuple[int, ...]:
+        """Insert (flags, keywords, internaldate, savedate, size, blob_id) rows with new UIDs
+        and one new MODSEQ; update counters; queue the change event."""
+        modseq = mb.highestmodseq + 1
+        uid = mb.uidnext
+        uids = tuple(range(uid, uid + len(rows)))
+        txn.cur.executemany(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, "
+            "savedate, size, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(mb.id, u, modseq, r[0], r[1], r[2], r[3], r[4], r[5]) for u, r in zip(uids, rows)])
+        unseen = sum(1 for r in rows if not r[0] & _SEEN_BIT)
+        deleted = sum(1 for r in rows if r[0] & _DELETED_BIT)
+        size = sum(r[4] for r in rows)
+        self._adjust(txn.cur, mb.id, mb.account_id, messages=len(rows), unseen=unseen,
+                     deleted=deleted, size=size, uidnext=uid + len(rows), modseq=modseq)
+        txn.events.append((mb.account_id, mb.id, modseq))
+        return uids
+
+    def _remove_rows(self, txn: _Txn, mb: Mailbox,
+                     rows: Sequence[tuple[int, int, int, int]]) -> int:
+        """Remove (uid, flags, size, blob_id) rows, record them as expunged with a new MODSEQ,
+        release their blobs and quota. Returns the new MODSEQ."""
+        cur = txn.cur
+        modseq = mb.highestmodseq + 1
+        cur.executemany("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?",
+                        [(mb.id, r[0]) for r in rows])
+        cur.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) "
+                        "VALUES (?, ?, ?)", [(mb.id, r[0], modseq) for r in rows])
+        blob_counts: dict[int, int] = {}
+        for r in rows:
+            blob_counts[r[3]] = blob_counts.get(r[3], 0) + 1
+        self._release_blobs(txn, blob_counts)
+        self._adjust(cur, mb.id, mb.account_id, messages=-len(rows),
+                     unseen=-sum(1 for r in rows if not r[1] & _SEEN_BIT),
+                     deleted=-sum(1 for r in rows if r[1] & _DELETED_BIT),
+                     size=-sum(r[2] for r in rows), modseq=modseq)
+        txn.events.append((mb.account_id, mb.id, modseq))
+        return modseq
+
+    @staticmethod
+    def _select_ranges(cur: sqlite3.Connection, columns: str, mailbox_id: int,
+                       uids: UidRanges, extra: str = "") -> list[Any]:
+        out: list[Any] = []
+        for lo, hi in _in_ranges(uids):
+            out.extend(cur.execute(
+                f"SELECT {columns} FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
+                f"{extra} ORDER BY uid", (mailbox_id, lo, hi)))
+        if len(uids) > 1:
+            # Overlapping ranges must not address a message twice.
+            seen: set[int] = set()
+            unique = []
+            for row in sorted(out, key=lambda r: r[0]):
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    unique.append(row)
+            out = unique
+        return out

@@ -1,0 +1,179 @@
+"""The SQLite schema and its migrations.
+
+Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`,
+and the connection settings (WAL, synchronous=FULL). Must never: hold data logic; the
+operations live in casella.store.sqlite.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+
+CREATE TABLE domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    messages_per_hour INTEGER,
+    defers_failures_per_hour INTEGER,
+    defers_failures_percent INTEGER
+);
+
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE,
+    domain_id INTEGER NOT NULL,
+    password_hash TEXT NOT NULL,
+    quota_bytes INTEGER NOT NULL,
+    quota_messages INTEGER NOT NULL DEFAULT 0,
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    used_messages INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL,
+    sending_held INTEGER NOT NULL DEFAULT 0,
+    messages_per_hour INTEGER,
+    defers_failures_per_hour INTEGER,
+    defers_failures_percent INTEGER
+);
+CREATE INDEX accounts_domain ON accounts(domain_id);
+
+CREATE TABLE aliases (
+    source TEXT PRIMARY KEY,
+    domain_id INTEGER NOT NULL,
+    destinations TEXT NOT NULL
+);
+CREATE INDEX aliases_domain ON aliases(domain_id);
+
+CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    special_use TEXT,
+    selectable INTEGER NOT NULL DEFAULT 1,
+    messages INTEGER NOT NULL DEFAULT 0,
+    unseen INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    first_recent_uid INTEGER NOT NULL DEFAULT 1,
+    created INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+);
+
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE mailbox_keywords (
+    mailbox_id INTEGER NOT NULL,
+    keyword TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (mailbox_id, keyword)
+) WITHOUT ROWID;
+
+CREATE TABLE blobs (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    refcount INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    bodystructure BLOB NOT NULL,
+    body BLOB NOT NULL,
+    parts TEXT NOT NULL,
+    preview TEXT NOT NULL
+);
+CREATE INDEX blobs_unreferenced ON blobs(id) WHERE refcount = 0;
+
+-- Clustered by (mailbox, uid): SELECT, FETCH ranges and seq<->UID maps are range scans.
+CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    keywords TEXT NOT NULL DEFAULT '',
+    internaldate INTEGER NOT NULL,
+    savedate INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    blob_id INTEGER NOT NULL,
+    pop3_hidden INTEGER NOT NULL DEFAULT 0,
+    pop3_retrieved INTEGER,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE (flags & 1) = 0;
+
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+
+CREATE TABLE queue (
+    id INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL,
+    account_id INTEGER,
+    blob_id INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    envid TEXT,
+    ret TEXT,
+    held INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE queue_recipients (
+    id INTEGER PRIMARY KEY,
+    queue_id INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    orcpt TEXT,
+    notify TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_reply TEXT NOT NULL DEFAULT '',
+    updated INTEGER NOT NULL
+);
+CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id);
+CREATE INDEX queue_recipients_due ON queue_recipients(state, next_attempt);
+"""
+
+# Each entry upgrades the schema from version i to i+1.
+MIGRATIONS: list[str] = [SCHEMA_V1]
+
+
+def configure(conn: sqlite3.Connection, writer: bool) -> None:
+    """Connection settings. synchronous=FULL: a commit is on disk when COMMIT returns."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")
+    if not writer:
+        conn.execute("PRAGMA mmap_size=268435456")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date inside one write transaction; returns the version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"the database schema (version {version}) is newer than this "
+                               f"casella ({len(MIGRATIONS)}); upgrade casella")
+        for step in range(version, len(MIGRATIONS)):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)

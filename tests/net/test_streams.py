@@ -1,0 +1,144 @@
+"""The connection plumbing: bounded lines, literals, STARTTLS that discards pipelined
+plaintext (PROMISES T1), per-IP limits and graceful shutdown — over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+
+from casella.config import HostPort
+from casella.net.listener import ConnectionLimits, ListenerGroup
+from casella.net.streams import Connection, LineTooLong, ReadTimeout, ServerShutdown
+from casella.net.tls import ensure_self_signed
+
+
+class Echo:
+    """Test service: echoes lines; STARTTLS upgrades; BIG reads a 5-byte literal."""
+    name = "echo"
+    implicit_tls = False
+
+    def __init__(self, ctx: ssl.SSLContext | None = None) -> None:
+        self.ctx = ctx
+        self.events: list[str] = []
+
+    def refuse(self, conn: Connection, reason: str) -> bytes:
+        return f"NO {reason}\r\n".encode()
+
+    async def handle(self, conn: Connection) -> None:
+        while True:
+            try:
+                line = await conn.read_line(20, timeout=5)
+            except LineTooLong as exc:
+                await conn.send(f"TOOLONG {exc.length}\r\n".encode())
+                continue
+            except ReadTimeout:
+                await conn.send(b"TIMEOUT\r\n")
+                return
+            except ServerShutdown:
+                await conn.send(b"BYE shutting down\r\n")
+                self.events.append("bye")
+                return
+            except Exception:
+                return
+            if line == b"STARTTLS":
+                await conn.send(b"GO\r\n")
+                assert self.ctx is not None
+                await conn.start_tls(self.ctx)
+                await conn.send(f"TLS {conn.tls_version}\r\n".encode())
+            elif line == b"LIT":
+                data = await conn.read_exactly(5, timeout=5)
+                await conn.send(b"GOT " + data + b"\r\n")
+            elif line == b"SLOW":
+                await asyncio.sleep(0.5)
+                await conn.send(b"DONE\r\n")
+            else:
+                await conn.send(b"ECHO " + line + b"\r\n")
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    ensure_self_signed(cert, key, "localhost")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    client.check_hostname = False
+    return server, client
+
+
+async def start(service: Echo, limits: ConnectionLimits | None = None
+                ) -> tuple[ListenerGroup, int]:
+    group = ListenerGroup(tls_context=None, limits=limits or ConnectionLimits())
+    bound = await group.start("echo", HostPort("127.0.0.1", 0), service)
+    return group, bound.port
+
+
+async def test_lines_literals_and_long_lines() -> None:
+    group, port = await start(Echo())
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"hello\r\nbare lf\nLIT\r\nab\r\nc" + b"x" * 100 + b"\r\nafter\r\n")
+        assert await r.readline() == b"ECHO hello\r\n"
+        assert await r.readline() == b"ECHO bare lf\r\n"
+        assert await r.readline() == b"GOT ab\r\n"
+        assert await r.readline() == b"c\r\n"
+        assert await r.readline() == b"TOOLONG 102\r\n"
+        assert await r.readline() == b"ECHO after\r\n"
+        w.close()
+    finally:
+        await group.stop(1)
+
+
+async def test_starttls_discards_pipelined_plaintext(tls_pair) -> None:
+    server_ctx, client_ctx = tls_pair
+    group, port = await start(Echo(server_ctx))
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"STARTTLS\r\nINJECTED\r\n")
+        assert await r.readline() == b"GO\r\n"
+        await w.start_tls(client_ctx)
+        first = await asyncio.wait_for(r.readline(), 10)
+        assert first.startswith(b"TLS TLSv1.")
+        w.write(b"inside\r\n")
+        assert await asyncio.wait_for(r.readline(), 10) == b"ECHO inside\r\n"
+        w.close()
+    finally:
+        await group.stop(1)
+
+
+async def test_per_ip_limit_refuses_with_service_reply() -> None:
+    group, port = await start(Echo(), ConnectionLimits(max_total=100, max_per_ip=2))
+    try:
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for r, w in conns:
+            w.write(b"x\r\n")
+            assert await r.readline() == b"ECHO x\r\n"
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(r.readline(), 10) == \
+            b"NO too many connections from your address\r\n"
+        assert await r.read() == b""
+        for _, w2 in conns:
+            w2.close()
+    finally:
+        await group.stop(1)
+
+
+async def test_graceful_stop_lets_command_finish_then_says_bye() -> None:
+    service = Echo()
+    group, port = await start(service)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+    idle_w.write(b"hi\r\n")
+    assert await idle_r.readline() == b"ECHO hi\r\n"
+    w.write(b"SLOW\r\n")
+    await asyncio.sleep(0.1)
+    await group.stop(5)
+    assert await r.readline() == b"DONE\r\n"
+    assert await r.readline() == b"BYE shutting down\r\n"
+    assert await idle_r.readline() == b"BYE shutting down\r\n"
+    assert service.events.count("bye") == 2
+    w.close()
+    idle_w.close()

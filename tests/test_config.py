@@ -1,0 +1,113 @@
+"""The config file: schema of DESIGN.md, defaults, and one-line errors naming key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from casella.config import DEV_LISTEN, HostPort, load_config, parse_size
+from casella.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "casella.toml"
+    p.write_text(text)
+    return p
+
+
+def test_sizes() -> None:
+    assert parse_size("512K") == 512 * 1024
+    assert parse_size("50M") == 50 * 1024**2
+    assert parse_size("1G") == 1024**3
+    assert parse_size("1g") == 1024**3
+    assert parse_size(1000) == 1000
+    assert parse_size("1000") == 1000
+    for bad in ("10Q", "", "M", "-1", "1.5G", True):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CASELLA_CONFIG", raising=False)
+    cfg = load_config()
+    assert cfg.data_dir == tmp_path / "var"
+    assert {k: str(v) for k, v in cfg.listen.items()} == DEV_LISTEN
+    assert cfg.limits.messages_per_hour == 180
+    assert cfg.limits.defers_failures_per_hour == 5
+    assert cfg.limits.defers_failures_percent == 55
+    assert cfg.limits.max_message_size == 50 * 1024**2
+    assert cfg.pop3.delete == "expunge"
+    assert cfg.auth.allow_plaintext_without_tls is False
+
+
+def test_full_file(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+hostname = "mail.example.test"
+data_dir = "data"
+[listen]
+imaps = "127.0.0.1:9993"
+smtp = "[::1]:2525"
+[tls]
+cert = "/etc/c.pem"
+key = "/etc/k.pem"
+[auth]
+allow_plaintext_without_tls = true
+[store]
+backend = "sqlite"
+[limits]
+default_quota = "2G"
+max_message_size = "25M"
+messages_per_hour = 100
+[pop3]
+delete = "hide"
+expire_days = 30
+[delivery]
+routes = { "example.org" = "127.0.0.1:2526" }
+""")
+    cfg = load_config(p)
+    assert cfg.hostname == "mail.example.test"
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.listen == {"imaps": HostPort("127.0.0.1", 9993), "smtp": HostPort("::1", 2525)}
+    assert cfg.tls.cert == Path("/etc/c.pem")
+    assert cfg.limits.default_quota == 2 * 1024**3 and cfg.limits.max_message_size == 25 << 20
+    assert cfg.pop3.delete == "hide" and cfg.pop3.expire_days == 30
+    assert cfg.delivery.routes == {"example.org": HostPort("127.0.0.1", 2526)}
+
+
+def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path, 'hostname = "from.env.test"\n')
+    monkeypatch.setenv("CASELLA_CONFIG", str(p))
+    assert load_config().hostname == "from.env.test"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('frobnicate = 1\n', "unknown key frobnicate"),
+    ('[limits]\nmax_quota = "1G"\n', "unknown key limits.max_quota"),
+    ('[listen]\nimap = "nowhere"\n', "listen.imap = 'nowhere'"),
+    ('[listen]\nimap = "127.0.0.1:99999"\n', "listen.imap"),
+    ('[listen]\ngopher = "127.0.0.1:70"\n', "unknown key listen.gopher"),
+    ('[limits]\ndefault_quota = "10Q"\n', "limits.default_quota = '10Q'"),
+    ('[limits]\nmessages_per_hour = -1\n', "limits.messages_per_hour"),
+    ('[limits]\ndefers_failures_percent = 101\n', "limits.defers_failures_percent"),
+    ('[pop3]\ndelete = "shred"\n', "pop3.delete = 'shred'"),
+    ('[store]\nbackend = "mysql"\n', "store.backend = 'mysql'"),
+    ('[store]\nbackend = "postgres"\n', "store.dsn"),
+    ('[tls]\ncert = "/x.pem"\n', "tls"),
+    ('[auth]\nallow_plaintext_without_tls = "yes"\n', "auth.allow_plaintext_without_tls"),
+    ('hostname = "bad host"\n', "hostname = 'bad host'"),
+    ('[delivery]\nroutes = { "a.test" = "x" }\n', "delivery.routes.a.test"),
+    ('not toml at all [\n', "not valid TOML"),
+])
+def test_bad_values_name_key_and_value(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    message = str(err.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml")
