@@ -235,6 +235,24 @@ def cmd_queue(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, run))
 
 
+def cmd_auth(config: Config, args: argparse.Namespace) -> int:
+    import ipaddress
+
+    async def run(store: Any) -> int:
+        target = args.target.strip()
+        try:
+            key = f"ip:{ipaddress.ip_address(target)}"
+        except ValueError:
+            from casella.mail.addresses import normalize_address
+            key = f"user:{normalize_address(target)}"
+        if await store.auth_clear([key]):
+            print(f"{target}: failed logins forgotten, block lifted")
+        else:
+            print(f"{target}: nothing to unblock")
+        return 0
+    return asyncio.run(_with_store(config, run))
+
+
 def parse_size_arg(value: str) -> int:
     try:
         return parse_size(value)
@@ -298,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     x = asub.add_parser("remove")
     x.add_argument("source")
     a.set_defaults(func=cmd_alias)
+
+    au = sub.add_parser("auth", help="the brute-force defence")
+    ausub = au.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    x = ausub.add_parser("unblock", help="forget failed logins of an IP or an address")
+    x.add_argument("target", metavar="IP|ADDRESS")
+    au.set_defaults(func=cmd_auth)
 
     q = sub.add_parser("queue", help="the outbound queue")
     qsub = q.add_subparsers(dest="action", required=True, parser_class=_Parser)

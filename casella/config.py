@@ -92,7 +92,11 @@ class TLSConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     allow_plaintext_without_tls: bool = False
-    failure_delay: float = 2.0            # seconds before answering a failed login
+    failure_delay: float = 2.0            # seconds before answering the first failed login
+    max_failure_delay: float = 15.0       # the delay doubles per failure up to this
+    block_after: int = 10                 # failures from one IP within block_window: blocked
+    block_window: int = 900               # seconds
+    block_duration: int = 900             # seconds an IP stays blocked
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,11 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
             "auth.allow_plaintext_without_tls",
             auth_raw.get("allow_plaintext_without_tls", False), bool, "true or false"),
         failure_delay=_seconds("auth.failure_delay", auth_raw.get("failure_delay", 2.0)),
+        max_failure_delay=_seconds("auth.max_failure_delay",
+                                   auth_raw.get("max_failure_delay", 15.0)),
+        block_after=_int("auth.block_after", auth_raw.get("block_after", 10)),
+        block_window=_int("auth.block_window", auth_raw.get("block_window", 900), 1),
+        block_duration=_int("auth.block_duration", auth_raw.get("block_duration", 900)),
     )
 
     store_raw = _section(raw, "store")

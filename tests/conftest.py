@@ -52,7 +52,7 @@ def build_test_config(data_dir: Path, **overrides: Any) -> Config:
         "hostname": "mail.example.test",
         "data_dir": str(data_dir),
         "listen": listen,
-        "auth": {"failure_delay": 0.05},
+        "auth": {"failure_delay": 0.05, "max_failure_delay": 0.2},
         "server": {"shutdown_grace_seconds": 2.0},
     }
     raw = _deep_merge(raw, overrides)

@@ -1,15 +1,19 @@
-"""Checking a login for any protocol: one place, same answer and timing for every failure.
+"""Checking a login for any protocol: one place, same answer and timing for every failure, and
+the brute-force defence.
 
-Lives here: `Authenticator.login`, which looks the account up, verifies the password with argon2
-in a worker thread (so a flood of attempts never stalls the event loop), enforces the SASL
-authorization-identity rule (PROMISES A4), and delays failures. Must never: log a password, say
-whether the user exists, or slow down a successful login.
+Lives here: `Authenticator.login`, which refuses a blocked IP before any password work, looks
+the account up, verifies the password with argon2 in a worker thread (a flood of attempts never
+stalls the event loop), enforces the SASL authorization-identity rule (PROMISES A4), counts
+failures per IP and per account in the store (shared by every protocol and process), delays
+each failure by a growing amount and blocks an IP after too many. Must never: log a password,
+say whether the user exists, or slow down a successful login.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,10 +37,29 @@ class Authenticator:
         self.store = store
         self.config = config
 
+    def failure_delay(self, failures: int) -> float:
+        """2 s, 4 s, 8 s … up to the maximum (with the default config)."""
+        cfg = self.config.auth
+        return min(cfg.max_failure_delay, cfg.failure_delay * 2 ** max(failures - 1, 0))
+
+    async def blocked_until(self, remote_ip: str) -> int:
+        """0, or the time until which this IP is refused."""
+        if not remote_ip:
+            return 0
+        now = int(time.time())
+        status = await self.store.auth_status([f"ip:{remote_ip}"], now)
+        until = status.get(f"ip:{remote_ip}", (0, 0))[1]
+        return until if until > now else 0
+
     async def login(self, username: str, password: str, *, remote_ip: str = "",
                     protocol: str = "", authzid: str = "") -> Account | None:
         """The account when the credentials are right, else None after the failure delay."""
         address = normalize_login(username)
+        extra = {"proto": protocol, "remote": remote_ip, "user": address[:64]}
+        if await self.blocked_until(remote_ip):
+            log.info("login refused: address blocked after repeated failures", extra=extra)
+            await asyncio.sleep(self.config.auth.max_failure_delay)
+            return None
         account = await self.store.get_account(address) if "@" in address else None
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(
@@ -44,10 +67,19 @@ class Authenticator:
         if ok and authzid and normalize_login(authzid) != address:
             ok = False  # PROMISES A4: no acting as somebody else
         if ok and account is not None:
-            log.info("login ok", extra={"proto": protocol, "remote": remote_ip, "user": address})
+            log.info("login ok", extra=extra)
             return account
-        log.info("login failed", extra={"proto": protocol, "remote": remote_ip,
-                                        "user": address[:64]})
-        if self.config.auth.failure_delay > 0:
-            await asyncio.sleep(self.config.auth.failure_delay)
+        cfg = self.config.auth
+        keys = [f"user:{address[:254]}"] + ([f"ip:{remote_ip}"] if remote_ip else [])
+        counts = await self.store.auth_record_failure(
+            keys, int(time.time()), cfg.block_window, cfg.block_after, cfg.block_duration)
+        failures = max(counts.values())
+        log.info("login failed (%d recent failures)", failures, extra=extra)
+        # Only the IP is blocked, never the account: that would let anyone lock a customer out.
+        if cfg.block_after and counts.get(f"ip:{remote_ip}", 0) >= cfg.block_after:
+            log.warning("blocking %s for %d s after %d failed logins", remote_ip,
+                        cfg.block_duration, failures, extra=extra)
+        delay = self.failure_delay(failures)
+        if delay > 0:
+            await asyncio.sleep(delay)
         return None

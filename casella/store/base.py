@@ -241,6 +241,24 @@ class Store(abc.ABC):
     async def pop3_hide(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Hide these messages from POP3 for ever; IMAP still sees them."""
 
+    # --- authentication defence ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def auth_record_failure(self, keys: Sequence[str], now: int, window: int,
+                                  block_after: int, block_for: int) -> dict[str, int]:
+        """Count one failed login against each key (`ip:<addr>`, `user:<address>`); counts
+        older than `window` seconds start again. An `ip:` key reaching `block_after` failures
+        is blocked until now + block_for (accounts are never blocked: that would let anyone
+        lock a customer out). Returns each key's failure count."""
+
+    @abc.abstractmethod
+    async def auth_status(self, keys: Sequence[str], now: int) -> dict[str, tuple[int, int]]:
+        """(failures in the current window, blocked_until) per key that has a record."""
+
+    @abc.abstractmethod
+    async def auth_clear(self, keys: Sequence[str]) -> int:
+        """Forget the failures and blocks of these keys; returns how many were cleared."""
+
     # --- outbound queue --------------------------------------------------------------------
 
     @abc.abstractmethod

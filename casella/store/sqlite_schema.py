@@ -143,8 +143,20 @@ CREATE INDEX queue_recipients_queue ON queue_recipients(queue_id);
 CREATE INDEX queue_recipients_due ON queue_recipients(state, next_attempt);
 """
 
-# Each entry upgrades the schema from version i to i+1.
-MIGRATIONS: list[str] = [SCHEMA_V1]
+# Failed logins per remote IP ("ip:…") and per account ("user:…"), shared by every protocol
+# and every process (and later every cluster node).
+SCHEMA_V2 = """
+CREATE TABLE auth_failures (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    first_failure INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL,
+    blocked_until INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""
+
+# Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 
 
 def configure(conn: sqlite3.Connection, writer: bool) -> None:

@@ -109,3 +109,23 @@ def test_python_dash_m(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "casella", "--help"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "serve" in r.stdout
+
+
+def test_auth_unblock(cli, tmp_path: Path) -> None:
+    import asyncio
+
+    from casella.store.sqlite import SQLiteStore
+
+    async def block() -> None:
+        store = SQLiteStore(tmp_path / "data")
+        await store.open()
+        try:
+            await store.auth_record_failure(["ip:192.0.2.7", "user:a@example.test"], 1000, 600,
+                                            1, 900)
+        finally:
+            await store.close()
+    asyncio.run(block())
+    assert "block lifted" in ok(cli("auth", "unblock", "192.0.2.7"))
+    assert "nothing to unblock" in ok(cli("auth", "unblock", "192.0.2.7"))
+    assert "block lifted" in ok(cli("auth", "unblock", "A@example.test"))
+    fails(cli("auth", "unblock", "not-an-ip-or-address"))

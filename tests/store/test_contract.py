@@ -491,3 +491,24 @@ async def test_reopen_keeps_uids_and_never_reuses(store: Store) -> None:
     finally:
         await reopened.close()
     await store.open()
+
+
+# --- authentication defence -----------------------------------------------------------------
+
+async def test_auth_failure_counters_window_and_block(store: Store) -> None:
+    keys = ["ip:192.0.2.1", "user:alice@example.test"]
+    for i in range(1, 4):
+        counts = await store.auth_record_failure(keys, now=1000 + i, window=600, block_after=3,
+                                                 block_for=900)
+        assert counts == {k: i for k in keys}
+    status = await store.auth_status(keys + ["ip:198.51.100.9"], now=1010)
+    assert status["ip:192.0.2.1"] == (3, 1003 + 900)
+    assert status["user:alice@example.test"] == (3, 0)
+    assert "ip:198.51.100.9" not in status
+    # After the window, counting starts again but the block stays until it expires.
+    counts = await store.auth_record_failure(["ip:192.0.2.1"], now=2000, window=600,
+                                             block_after=3, block_for=900)
+    assert counts == {"ip:192.0.2.1": 1}
+    assert (await store.auth_status(["ip:192.0.2.1"], 2000))["ip:192.0.2.1"] == (1, 1903)
+    assert await store.auth_clear(["ip:192.0.2.1", "user:nobody"]) == 1
+    assert await store.auth_status(["ip:192.0.2.1"], 2000) == {}
