@@ -129,6 +129,8 @@ class DeliveryConfig:
 class ServerConfig:
     workers: int = 1
     shutdown_grace_seconds: float = 5.0
+    user: str = ""                        # started as root: run as this user after binding
+    allow_root: bool = False              # keep running as root (not recommended)
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,9 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         workers=_int("server.workers", srv_raw.get("workers", 1), 1, 256),
         shutdown_grace_seconds=_seconds("server.shutdown_grace_seconds",
                                         srv_raw.get("shutdown_grace_seconds", 5.0), 600.0),
+        user=_expect("server.user", srv_raw.get("user", ""), str, "a user name"),
+        allow_root=_expect("server.allow_root", srv_raw.get("allow_root", False), bool,
+                           "true or false"),
     )
 
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
@@ -332,7 +337,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     elif Path("casella.toml").is_file():
         chosen = Path("casella.toml")
     if chosen is None:
-        return config_from_mapping({}, Path.cwd())
+        # Development defaults: loopback only, so running as root is tolerated.
+        return config_from_mapping({"server": {"allow_root": True}}, Path.cwd())
     try:
         text = chosen.read_bytes()
     except OSError as exc:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import signal
+import socket
 from typing import Callable
 
 from casella.app import App
@@ -54,10 +56,45 @@ class Server:
         self.bound: dict[str, HostPort] = {}
         self._background: list[asyncio.Task[None]] = []
 
+    def _bind(self) -> dict[str, socket.socket]:
+        """Bind every listening socket first: as root this happens before privileges are
+        dropped, and a port in use stops start-up before anything else is touched."""
+        sockets: dict[str, socket.socket] = {}
+        try:
+            for name, address in self.config.listen.items():
+                infos = socket.getaddrinfo(address.host or None, address.port,
+                                           type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+                family, _, _, _, sockaddr = infos[0]
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(sockaddr)
+                except OSError as exc:
+                    sock.close()
+                    raise ConfigError(f"listen.{name} = {str(address)!r}: cannot listen: "
+                                      f"{exc.strerror or exc}") from exc
+                sock.listen(1024)
+                sock.setblocking(False)
+                sockets[name] = sock
+        except BaseException:
+            for sock in sockets.values():
+                sock.close()
+            raise
+        return sockets
+
     async def start(self) -> None:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         tls = server_context(config)
+        sockets = self._bind()
+        try:
+            drop_privileges(config)
+        except BaseException:
+            for sock in sockets.values():
+                sock.close()
+            raise
         store = open_store(config)
         await store.open()
         self.store = store
@@ -70,13 +107,9 @@ class Server:
             if name not in services:
                 module = importlib.import_module(module_name)
                 services.update(module.services(self.app))
-        try:
-            for name, address in config.listen.items():
-                self.bound[name] = await self.listeners.start(name, address, services[name])
-        except OSError as exc:
-            await self.stop()
-            raise ConfigError(f"listen.{name} = {str(address)!r}: cannot listen: "
-                              f"{exc.strerror or exc}") from exc
+        for name, address in config.listen.items():
+            self.bound[name] = await self.listeners.start(name, address, services[name],
+                                                          sock=sockets[name])
         for service in {id(s): s for s in services.values()}.values():
             starter = getattr(service, "start_background", None)
             if starter is not None:
@@ -94,6 +127,62 @@ class Server:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
         if self.store is not None:
             await self.store.close()
+
+
+def preload_modules() -> None:
+    """Import, while still root, everything imported lazily later: after the switch to an
+    unprivileged user the interpreter's own files may no longer be readable (e.g. a Python
+    installed under /root), and a lazy import would then fail in the middle of a session."""
+    import encodings
+    import pkgutil
+
+    import casella
+
+    for info in pkgutil.walk_packages(casella.__path__, "casella."):
+        if info.name.startswith("casella.__main__"):
+            continue
+        importlib.import_module(info.name)
+    for info in pkgutil.iter_modules(encodings.__path__, "encodings."):
+        try:
+            importlib.import_module(info.name)
+        except ImportError:  # platform-specific codecs (mbcs, oem)
+            pass
+    for name in ("email.parser", "email.policy", "email.header", "email.utils", "email.charset",
+                 "quopri", "base64", "binascii", "zlib", "hmac", "hashlib", "html", "mmap",
+                 "unicodedata", "sqlite3", "ssl", "uuid", "json", "concurrent.futures"):
+        importlib.import_module(name)
+
+
+def drop_privileges(config: Config) -> None:
+    """Started as root: hand data_dir to `server.user` and become that user (PROMISES: a mail
+    server never keeps root). Refuse to stay root unless `server.allow_root` says so."""
+    if os.geteuid() != 0:
+        return
+    user = config.server.user
+    if not user:
+        if config.server.allow_root:
+            log.warning("running as root (server.allow_root = true)")
+            return
+        raise ConfigError("server.user = '': casella refuses to run as root; set server.user "
+                          "to an unprivileged user (or server.allow_root = true)")
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"server.user = {user!r}: no such user") from None
+    if entry.pw_uid == 0:
+        raise ConfigError(f"server.user = {user!r}: that is root")
+    preload_modules()
+    for dirpath, dirnames, filenames in os.walk(config.data_dir):
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for f in filenames:
+            os.chown(os.path.join(dirpath, f), entry.pw_uid, entry.pw_gid)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    os.environ["HOME"] = entry.pw_dir
+    log.info("running as %s (uid %d)", user, entry.pw_uid)
 
 
 async def run(config: Config, on_ready: Callable[[Server], None] | None = None) -> int:

@@ -53,7 +53,7 @@ def build_test_config(data_dir: Path, **overrides: Any) -> Config:
         "data_dir": str(data_dir),
         "listen": listen,
         "auth": {"failure_delay": 0.05, "max_failure_delay": 0.2},
-        "server": {"shutdown_grace_seconds": 2.0},
+        "server": {"shutdown_grace_seconds": 2.0, "allow_root": True},
     }
     raw = _deep_merge(raw, overrides)
     return config_from_mapping(raw, data_dir.parent)

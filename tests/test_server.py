@@ -35,7 +35,7 @@ def _write_config(tmp_path: Path) -> Path:
     listen = "\n".join(f'{name} = "127.0.0.1:0"' for name in available_listeners())
     cfg = tmp_path / "casella.toml"
     cfg.write_text(f'hostname = "mail.example.test"\ndata_dir = "{tmp_path / "var"}"\n'
-                   f"[listen]\n{listen}\n")
+                   f"[server]\nallow_root = true\n[listen]\n{listen}\n")
     return cfg
 
 
@@ -90,7 +90,8 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     blocker.listen()
     port = blocker.getsockname()[1]
     cfg = tmp_path / "casella.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "var"}"\n[listen]\nhttp = "127.0.0.1:{port}"\n')
+    cfg.write_text(f'data_dir = "{tmp_path / "var"}"\n[server]\nallow_root = true\n'
+                   f'[listen]\nhttp = "127.0.0.1:{port}"\n')
     try:
         r = subprocess.run([CASELLA, "--config", str(cfg), "serve"], capture_output=True,
                            text=True, timeout=60)
@@ -109,3 +110,45 @@ def test_unreadable_certificate_is_one_line(tmp_path: Path) -> None:
                        timeout=60)
     assert r.returncode == 1
     assert "cannot load certificate" in r.stderr.strip().splitlines()[-1]
+
+
+def test_root_drops_privileges_or_refuses(tmp_path: Path) -> None:
+    """Issue 7 §5: started as root, casella binds and then runs as server.user; as root without
+    one it refuses to start."""
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root: the privilege drop only happens when started as root")
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="casella-priv-"))
+    os.chmod(base, 0o755)
+    try:
+        refuse = base / "refuse.toml"
+        refuse.write_text(f'data_dir = "{base / "var1"}"\n[listen]\nhttp = "127.0.0.1:0"\n')
+        r = subprocess.run([CASELLA, "--config", str(refuse), "serve"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 1
+        assert "refuses to run as root" in r.stderr.strip().splitlines()[-1]
+
+        cfg = base / "drop.toml"
+        cfg.write_text(f'data_dir = "{base / "var2"}"\n[server]\nuser = "nobody"\n'
+                       f'[listen]\nhttp = "127.0.0.1:0"\n')
+        proc, ports, out = _start(cfg)
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/health",
+                                        timeout=10) as resp:
+                assert resp.read() == b"ok\n"
+            assert (base / "var2" / "casella.db").stat().st_uid == nobody.pw_uid
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)
