@@ -1,0 +1,233 @@
+"""Decoded text of a message for IMAP SEARCH and for the RFC 8970 preview.
+
+What lives here: RFC 2047 encoded-word decoding (``decode_words``), decoded header values
+(``header_values``, ``decoded_headers``), the text of the text/* leaves of a message
+(``body_text``) and the preview text (``preview_text``).
+
+Everything here is best effort and never raises on bad input: unknown charsets fall back to
+UTF-8/Latin-1, broken encoded words are left as they are, broken transfer encodings are
+decoded leniently. It must never import asyncio, sockets, config or the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import mmap
+import re
+
+from casella.mail.headers import charset_decode, field_value, split_fields
+from casella.mail.sections import Part, decode_transfer
+
+__all__ = [
+    "body_text",
+    "decode_words",
+    "decoded_headers",
+    "header_values",
+    "html_to_text",
+    "part_text",
+    "preview_text",
+]
+
+# RFC 2047 §2: =?charset?encoding?encoded-text?= (RFC 2231 §5 allows charset*language).
+_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN = re.compile(rb"[ \t\r\n]*")
+_Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+_B_TEXT = re.compile(rb"[A-Za-z0-9+/]*=*")
+
+
+def _decode_b(text: bytes) -> bytes:
+    """RFC 2047 §4.1 "B" encoding; missing padding is tolerated, other junk is not."""
+    if not _B_TEXT.fullmatch(text):
+        raise ValueError("not base64")
+    clean = text.rstrip(b"=")
+    rem = len(clean) % 4
+    if rem == 1:
+        raise ValueError("truncated base64")
+    return base64.b64decode(clean + b"=" * ((4 - rem) % 4))
+
+
+def _decode_q(text: bytes) -> bytes:
+    # RFC 2047 §4.2: "_" is a space, =XX a byte
+    return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), text.replace(b"_", b" "))
+
+
+def _raw_text(chunk: bytes) -> str:
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return chunk.decode("latin-1")
+
+
+def decode_words(value: str | bytes) -> str:
+    """Decode the RFC 2047 encoded words in one header value.
+
+    Whitespace between two adjacent encoded words is dropped (§6.2); adjacent words in the
+    same charset are joined before decoding, so a multi-byte character split across words
+    survives. Words that do not decode are left as they are. Raw 8-bit text is read as
+    UTF-8, else Latin-1."""
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+    out: list[str] = []
+    pending: list[bytes] = []
+    pending_charset = ""
+
+    def flush() -> None:
+        nonlocal pending, pending_charset
+        if pending:
+            out.append(charset_decode(b"".join(pending), pending_charset))
+        pending, pending_charset = [], ""
+
+    pos = 0
+    prev_word = False
+    for m in _WORD.finditer(raw):
+        between = raw[pos : m.start()]
+        charset = m.group(1).split(b"*", 1)[0].decode("ascii", "replace")
+        try:
+            payload = _decode_b(m.group(3)) if m.group(2) in b"bB" else _decode_q(m.group(3))
+        except (ValueError, binascii.Error):
+            flush()
+            out.append(_raw_text(between + m.group()))
+            pos, prev_word = m.end(), False
+            continue
+        if prev_word and _BETWEEN.fullmatch(between):
+            if charset.lower() != pending_charset.lower():
+                flush()
+        else:
+            flush()
+            out.append(_raw_text(between))
+        pending.append(payload)
+        pending_charset = charset
+        pos, prev_word = m.end(), True
+    flush()
+    out.append(_raw_text(raw[pos:]))
+    return "".join(out)
+
+
+def header_values(header: bytes, name: str) -> list[str]:
+    """All values of the header field ``name`` (case-insensitive), unfolded, RFC 2047
+    decoded, stripped, in order."""
+    want = name.lower().encode("latin-1", "replace")
+    return [
+        decode_words(field_value(raw)).strip()
+        for fname, raw in split_fields(header)
+        if fname.lower() == want
+    ]
+
+
+def decoded_headers(header: bytes) -> str:
+    """Every header field as ``"Name: value\\n"``, unfolded and RFC 2047 decoded."""
+    lines = []
+    for name, raw in split_fields(header):
+        lines.append(f"{_raw_text(name)}: {decode_words(field_value(raw)).strip()}\n")
+    return "".join(lines)
+
+
+_SCRIPT_STYLE = re.compile(rb"<(script|style)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+_TAG = re.compile(rb"<[^>]*>")
+
+
+def html_to_text(data: bytes) -> bytes:
+    """Crude HTML to text: drop comments, scripts, styles and tags (entities are
+    unescaped after charset decoding, by the caller)."""
+    data = _COMMENT.sub(b" ", data)
+    data = _SCRIPT_STYLE.sub(b" ", data)
+    return _TAG.sub(b" ", data)
+
+
+def part_text(data: bytes | mmap.mmap, part: Part, max_bytes: int | None = None) -> str:
+    """The decoded text of one text/* leaf: transfer-decoded, charset-decoded, HTML
+    stripped. Only the first ``max_bytes`` of the encoded body are read when given."""
+    end = part.end if max_bytes is None else min(part.end, part.body_start + max_bytes)
+    raw = bytes(data[part.body_start : end])
+    try:
+        raw = decode_transfer(raw, part.encoding)
+    except ValueError:
+        pass  # unknown encoding: search the raw text
+    is_html = part.csubtype == "html"
+    if is_html:
+        raw = html_to_text(raw)
+    text = charset_decode(raw, part.charset)
+    if is_html:
+        text = html.unescape(text)
+    return text
+
+
+def _text_leaves(root: Part) -> list[Part]:
+    leaves: list[Part] = []
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        if part.children:
+            stack.extend(reversed(part.children))
+        elif part.ctype == "text":
+            leaves.append(part)
+    return leaves
+
+
+def body_text(data: bytes | mmap.mmap, root: Part, limit: int = 8 * 1024 * 1024) -> str:
+    """The text of all text/* leaf parts (including inside attached messages), in order,
+    joined by newlines, at most ``limit`` characters: what IMAP SEARCH BODY/TEXT look at."""
+    out: list[str] = []
+    used = 0
+    for part in _text_leaves(root):
+        if used >= limit:
+            break
+        # a character takes at most 4 bytes in UTF-8, 4/3 as many in base64: read enough
+        text = part_text(data, part, max_bytes=(limit - used) * 4 + 8)
+        out.append(text[: limit - used])
+        used += len(out[-1]) + 1
+    return "\n".join(out)[:limit]
+
+
+_WS = re.compile(r"\s+")
+PREVIEW_CHARS = 200
+_PREVIEW_READ = 64 * 1024
+
+
+def _preview_part(root: Part) -> Part | None:
+    """The part a preview is made of: the first text/plain (else text/html) leaf met in
+    depth-first order, not looking into attached messages; inside multipart/alternative a
+    text/plain alternative is preferred."""
+    if root.is_message:
+        return None
+    if root.is_multipart:
+        candidates = [p for p in (_preview_part(c) for c in root.children) if p is not None]
+        if root.csubtype == "alternative":
+            for p in candidates:
+                if p.csubtype == "plain":
+                    return p
+        return candidates[0] if candidates else None
+    if root.ctype == "text" and root.csubtype in ("plain", "html"):
+        return root
+    return None
+
+
+def preview_text(data: bytes | mmap.mmap, root: Part, attachments: frozenset[int]) -> str:
+    """RFC 8970 §3 preview: up to 200 characters of the first text part, whitespace
+    collapsed; "" when there is none. ``attachments`` holds the ``header_start`` of parts
+    with ``Content-Disposition: attachment`` (they are never the preview)."""
+    part = _preview_part(_without(root, attachments))
+    if part is None:
+        return ""
+    text = part_text(data, part, max_bytes=_PREVIEW_READ)
+    return _WS.sub(" ", text).strip()[:PREVIEW_CHARS].rstrip()
+
+
+def _without(root: Part, skip: frozenset[int]) -> Part:
+    if not skip or not root.children:
+        return root
+    kids = tuple(_without(c, skip) for c in root.children if c.header_start not in skip)
+    return Part(
+        root.header_start,
+        root.body_start,
+        root.end,
+        root.ctype,
+        root.csubtype,
+        root.encoding,
+        root.charset,
+        kids if kids or not root.is_multipart else (),
+    )
