@@ -35,9 +35,11 @@ class LineTooLong(Exception):
     """A line exceeded the maximum length. The rest of it was consumed and discarded, so the
     next read starts on the following line."""
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, head: bytes = b"", tail: bytes = b"") -> None:
         super().__init__(f"line of {length} octets is too long")
         self.length = length
+        self.head = head    # the first <= 128 bytes of the line (IMAP answers with its tag)
+        self.tail = tail    # the last <= 64 bytes without the line end (a LITERAL+ {n+}?)
 
 
 class ServerShutdown(Exception):
@@ -188,11 +190,12 @@ class Connection(asyncio.Protocol):
         while True:
             idx = self._buf.find(b"\n", scanned)
             if idx >= 0:
+                end = idx - 1 if idx > 0 and self._buf[idx - 1] == 0x0D else idx
                 if idx > max_length + 1:
+                    head, tail = bytes(self._buf[:128]), bytes(self._buf[max(0, end - 64):end])
                     del self._buf[: idx + 1]
                     self._consumed()
-                    raise LineTooLong(idx + 1)
-                end = idx - 1 if idx > 0 and self._buf[idx - 1] == 0x0D else idx
+                    raise LineTooLong(idx + 1, head, tail)
                 line = bytes(self._buf[:end])
                 del self._buf[: idx + 1]
                 self._consumed()
@@ -206,6 +209,8 @@ class Connection(asyncio.Protocol):
 
     async def _discard_line(self, already: int, deadline: float | None) -> None:
         total = already
+        head = bytes(self._buf[:128])
+        tail = bytes(self._buf[-65:])
         self._buf.clear()
         self._consumed()
         while True:
@@ -213,10 +218,14 @@ class Connection(asyncio.Protocol):
             idx = self._buf.find(b"\n")
             if idx >= 0:
                 total += idx + 1
+                last = (tail + bytes(self._buf[:idx]))[-65:]
+                if last.endswith(b"\r"):
+                    last = last[:-1]
                 del self._buf[: idx + 1]
                 self._consumed()
-                raise LineTooLong(total)
+                raise LineTooLong(total, head, last[-64:])
             total += len(self._buf)
+            tail = (tail + bytes(self._buf[-65:]))[-65:]
             self._buf.clear()
             self._consumed()
 

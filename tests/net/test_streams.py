@@ -142,3 +142,32 @@ async def test_graceful_stop_lets_command_finish_then_says_bye() -> None:
     assert service.events.count("bye") == 2
     w.close()
     idle_w.close()
+
+
+async def test_long_line_keeps_its_head_and_tail() -> None:
+    """IMAP answers an over-long line with its tag and must see a LITERAL+ at its end."""
+    seen: list[LineTooLong] = []
+
+    class Probe(Echo):
+        async def handle(self, conn: Connection) -> None:
+            for _ in range(2):
+                try:
+                    await conn.read_line(1000, timeout=5)
+                except LineTooLong as exc:
+                    seen.append(exc)
+            await conn.send(b"done\r\n")
+
+    group, port = await start(Probe())
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        long = b"a1 APPEND INBOX " + b"x" * 70000 + b" {5+}"
+        w.write(long[:500])
+        await asyncio.sleep(0.05)
+        w.write(long[500:] + b"\r\n" + b"b2 " + b"y" * 1500 + b"\r\n")
+        assert await asyncio.wait_for(r.readline(), 10) == b"done\r\n"
+        assert seen[0].head.startswith(b"a1 APPEND") and seen[0].tail.endswith(b"x {5+}")
+        assert seen[0].length == len(long) + 2
+        assert seen[1].head.startswith(b"b2 yyy") and seen[1].tail == b"y" * 64
+        w.close()
+    finally:
+        await group.stop(1)
