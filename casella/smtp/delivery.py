@@ -1,0 +1,314 @@
+"""Taking a received message to its recipients: trace headers, streaming into the blob store,
+local delivery and the outbound queue, and bounces for recipients that failed at the end.
+
+Lives here: `Envelope` (one mail transaction), `trace_headers` (Return-Path and Received, the
+same bytes for every local recipient so the body is stored once), `MessageSink` (streams the
+message into one blob writer for local delivery and, when there are remote recipients, one
+without Return-Path for the queue), `from_addresses` (the From: header, for the submission
+sender check), and `commit` (store.deliver / store.enqueue, the 552 "all failed" rule, DSNs).
+Must never: touch sockets, reply before the store call returned, or send a DSN for the null
+reverse path (PROMISES M6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from casella.errors import NotFound, QuotaExceeded, StorageError
+from casella.mail.address import GROUP_END, MISSING_DOMAIN, MISSING_MAILBOX, parse_addresses
+from casella.mail.headers import field_value, split_fields
+from casella.smtp import proto
+from casella.smtp.data import HeadCapture
+from casella.smtp.dsn import DsnRecipient, build_dsn, wants_dsn
+from casella.smtp.policy import LocalTarget, Policy, Resolution, Role
+from casella.smtp.proto import Mail, Rcpt, Reply
+from casella.store.base import Store
+from casella.store.blobs import BlobWriter, StagedBlob
+from casella.store.model import Account, DeliveryOutcome, DeliveryTarget, QueueRecipient
+
+log = logging.getLogger("casella.smtp")
+
+_HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+
+
+def new_message_id() -> str:
+    """The id shown in Received, the 250 reply and the logs."""
+    return os.urandom(8).hex().upper()
+
+
+@dataclass(slots=True)
+class Recipient:
+    """An accepted RCPT TO and what it expanded to."""
+
+    rcpt: Rcpt
+    resolution: Resolution
+
+    @property
+    def orcpt(self) -> str:
+        # RFC 3461 §4.2: without ORCPT the DSN names the address as given.
+        return self.rcpt.orcpt or f"rfc822;{self.rcpt.recipient.address}"
+
+
+@dataclass(slots=True)
+class Envelope:
+    id: str
+    mail: Mail
+    sender: str                                   # "" for the null reverse path
+    account: Account | None                       # the authenticated submitter
+    helo: str
+    peer_ip: str
+    esmtp: bool
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    recipients: list[Recipient] = field(default_factory=list)
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def has_local(self) -> bool:
+        return any(r.resolution.local for r in self.recipients)
+
+    @property
+    def has_remote(self) -> bool:
+        return any(r.resolution.remote for r in self.recipients)
+
+    @property
+    def protocol(self) -> str:
+        """RFC 3848 / RFC 6531 §4.3 "with" keyword."""
+        if not self.esmtp:
+            return "SMTP"
+        base = "UTF8SMTP" if self.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls_version else "") + ("A" if self.account else "")
+
+
+def _ip_literal(ip: str) -> str:
+    return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+
+
+def trace_headers(hostname: str, env: Envelope, return_path: bool) -> bytes:
+    """Return-Path (final delivery only, RFC 5321 §4.4) and Received, folded, CRLF ended.
+    Everything in them comes from parsed paths and our own state, none of which can hold CR
+    or LF (PROMISES M7); the HELO argument is reduced to safe characters as well."""
+    helo = _HELO_UNSAFE.sub("", env.helo)[:255] or "unknown"
+    lines = [f"Received: from {helo} ({_ip_literal(env.peer_ip)})"]
+    if env.tls_version:
+        lines.append(f"\t(using {env.tls_version} with cipher {env.tls_cipher or 'unknown'})")
+    if env.account is not None:
+        lines.append(f"\t(Authenticated sender: {env.account.address})")
+    lines.append(f"\tby {hostname} (casella) with {env.protocol} id {env.id}")
+    when = format_datetime(env.received_at)
+    if len(env.recipients) == 1:
+        # Only for a single recipient: naming one of several would leak the others' Bcc and
+        # make the header differ per recipient, so the body could not be stored once.
+        lines.append(f"\tfor <{env.recipients[0].rcpt.recipient.address}>; {when}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{when}")
+    out = "\r\n".join(lines) + "\r\n"
+    if return_path:
+        out = f"Return-Path: <{env.sender}>\r\n" + out
+    return out.encode("utf-8")
+
+
+class MessageSink:
+    """Streams one message into the blob store as it arrives: a local copy (with Return-Path)
+    when any recipient is local, a queue copy (without) when any is remote, plus the head."""
+
+    def __init__(self, store: Store, hostname: str, env: Envelope) -> None:
+        self.local_trace = trace_headers(hostname, env, return_path=True)
+        self.queue_trace = trace_headers(hostname, env, return_path=False)
+        self.local: BlobWriter | None = store.blobs.writer() if env.has_local else None
+        self.queue: BlobWriter | None = store.blobs.writer() if env.has_remote else None
+        self.head = HeadCapture()
+        self.aborted = False
+
+    async def start(self) -> None:
+        if self.local is not None:
+            await self.local.write(self.local_trace)
+        if self.queue is not None:
+            await self.queue.write(self.queue_trace)
+
+    async def write(self, data: bytes) -> None:
+        if self.aborted or not data:
+            return
+        self.head.feed(data)
+        if self.local is not None:
+            await self.local.write(data)
+        if self.queue is not None:
+            await self.queue.write(data)
+
+    def abort(self) -> None:
+        """Throw the partial message away: nothing is stored (disconnect, refusal)."""
+        self.aborted = True
+        for w in (self.local, self.queue):
+            if w is not None:
+                w.abort()
+
+    async def finish(self) -> tuple[StagedBlob | None, StagedBlob | None]:
+        """fsync and parse; the caller publishes them with the store and discards them."""
+        local = queue = None
+        try:
+            if self.local is not None:
+                local = await self.local.finish()
+            if self.queue is not None:
+                queue = await self.queue.finish()
+        except BaseException:
+            if local is not None:
+                local.discard()
+            self.abort()
+            raise
+        return local, queue
+
+    @property
+    def original(self) -> tuple[bytes, bool]:
+        """The message as a bounce returns it (with our Received) and whether it is whole."""
+        return self.queue_trace + self.head.prefix, self.head.complete
+
+
+def from_addresses(header: bytes) -> list[str]:
+    """The addresses of every From: field (RFC 5322 §3.6.2), groups skipped."""
+    out: list[str] = []
+    for name, raw in split_fields(header):
+        if name.lower() != b"from":
+            continue
+        for addr in parse_addresses(field_value(raw)):
+            if addr == GROUP_END or addr[3] is None:
+                continue
+            mailbox, host = addr[2], addr[3]
+            if mailbox in (None, MISSING_MAILBOX) or host == MISSING_DOMAIN:
+                continue
+            assert mailbox is not None
+            out.append(f"{mailbox.decode('utf-8', 'replace')}@{host.decode('utf-8', 'replace')}")
+    return out
+
+
+@dataclass(slots=True)
+class _Local:
+    target: LocalTarget
+    recipients: list[Recipient]
+
+
+def _status_of(error: Exception) -> tuple[str, Reply]:
+    if isinstance(error, QuotaExceeded):
+        return "5.2.2", proto.MAILBOX_FULL
+    if isinstance(error, NotFound):
+        return "5.1.1", proto.UNKNOWN_USER
+    return "5.0.0", proto.reply(550, "5.0.0", "Delivery failed")
+
+
+def _queue_orcpt(address: str, r: Recipient) -> str | None:
+    """ORCPT for a queued recipient: the client's, or, when an alias expanded to this remote
+    address, the address the client asked for (so a later DSN names it)."""
+    if r.rcpt.orcpt:
+        return r.rcpt.orcpt
+    return None if address == r.resolution.address else r.orcpt
+
+
+async def commit(store: Store, hostname: str, env: Envelope,
+                 local_blob: StagedBlob | None, queue_blob: StagedBlob | None,
+                 sink: MessageSink, extra: dict[str, object]) -> Reply:
+    """Store the message for every recipient and say what to answer. StorageError propagates
+    (the session answers 451/452). Per the issue, recipients whose quota the message would
+    exceed fail here: if every recipient failed the whole message is refused (552 5.2.2),
+    otherwise the others get it and the sender gets a DSN for the failed ones."""
+    locals_: dict[tuple[int, str], _Local] = {}
+    remote: dict[str, Recipient] = {}
+    for r in env.recipients:
+        for t in r.resolution.local:
+            locals_.setdefault(t.key, _Local(t, [])).recipients.append(r)
+        for address in r.resolution.remote:
+            remote.setdefault(address, r)
+
+    outcomes: list[DeliveryOutcome] = []
+    if locals_:
+        assert local_blob is not None
+        targets = [DeliveryTarget(loc.target.account.id, loc.target.mailbox)
+                   for loc in locals_.values()]
+        outcomes = await store.deliver(local_blob, targets)
+    delivered = [o for o in outcomes if o.error is None]
+    failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
+    if outcomes and not delivered and not remote:
+        assert failed[0][1].error is not None
+        refusal = next((_status_of(o.error)[1] for _, o in failed
+                        if isinstance(o.error, QuotaExceeded)),
+                       _status_of(failed[0][1].error)[1])
+        log.info("message %s refused at end of data: every recipient failed", env.id,
+                 extra=extra)
+        return refusal
+
+    queue_id = None
+    if remote:
+        assert queue_blob is not None
+        queue_id = await store.enqueue(
+            queue_blob, env.sender,
+            [QueueRecipient(address, _queue_orcpt(address, r), r.rcpt.notify)
+             for address, r in remote.items()],
+            env.account.id if env.account else None, env.mail.envid, env.mail.ret)
+
+    notices: list[DsnRecipient] = []
+    for loc, o in failed:
+        assert o.error is not None
+        status, why = _status_of(o.error)
+        log.info("message %s not delivered to %s: %s", env.id, loc.target.account.address,
+                 o.error, extra=extra)
+        for r in loc.recipients:
+            if wants_dsn(r.rcpt.notify, "failed"):
+                notices.append(DsnRecipient(loc.target.account.address, "failed", status,
+                                            original_recipient=r.orcpt,
+                                            diagnostic=str(why)))
+    for loc, o in zip(locals_.values(), outcomes):
+        if o.error is None:
+            for r in loc.recipients:
+                if wants_dsn(r.rcpt.notify, "delivered"):
+                    notices.append(DsnRecipient(loc.target.account.address, "delivered",
+                                                "2.0.0", original_recipient=r.orcpt))
+    if notices:
+        if env.sender:
+            await _send_dsn(store, hostname, env, sink, notices, extra)
+        else:
+            # PROMISES M6: a null reverse path never gets a DSN; the failure is only logged.
+            log.warning("message %s from the null sender: no DSN for %d failed recipient(s)",
+                        env.id, sum(1 for n in notices if n.action == "failed"), extra=extra)
+    suffix = f" (queue {queue_id})" if queue_id is not None else ""
+    return proto.message_accepted(env.id + suffix)
+
+
+async def _send_dsn(store: Store, hostname: str, env: Envelope, sink: MessageSink,
+                    notices: list[DsnRecipient], extra: dict[str, object]) -> None:
+    """Deliver a DSN to the sender: into its INBOX when hosted here, else to the queue, both
+    with the null sender. The message itself is already stored, so a failure here is logged,
+    not answered (it would make the client send the message again)."""
+    original, complete = sink.original
+    data = build_dsn(hostname=hostname, sender=env.sender, recipients=notices,
+                     original=original, original_complete=complete, ret=env.mail.ret,
+                     envid=env.mail.envid, arrival=env.received_at, received_from=env.helo)
+    try:
+        route = await Policy(store, hostname, Role.MX).route(env.sender)
+        if route.local:
+            blob = await store.blobs.stage(b"Return-Path: <>\r\n" + data)
+            try:
+                outcomes = await store.deliver(blob, [DeliveryTarget(t.account.id)
+                                                      for t in route.local])
+            finally:
+                blob.discard()
+            for o in outcomes:
+                if o.error is not None:
+                    log.warning("DSN for message %s not delivered to the sender: %s", env.id,
+                                o.error, extra=extra)
+        if route.remote:
+            blob = await store.blobs.stage(data)
+            try:
+                await store.enqueue(blob, "", [QueueRecipient(a) for a in route.remote])
+            finally:
+                blob.discard()
+        if route.empty:
+            log.warning("DSN for message %s dropped: the sender %s does not exist here",
+                        env.id, env.sender, extra=extra)
+        else:
+            log.info("DSN for message %s sent to %s", env.id, env.sender, extra=extra)
+    except StorageError as exc:
+        log.error("DSN for message %s could not be stored: %s", env.id, exc, extra=extra)
