@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from casella.errors import (
+    DiskFull,
     MailboxNotFound,
     NotFound,
     QuotaExceeded,
@@ -118,6 +119,18 @@ class _Job:
     fn: Callable[[_Txn], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    resolved: bool = False
+
+
+_SQLITE_FULL = 13
+
+
+def _storage_error(exc: BaseException, verb: str) -> StorageError:
+    """A database failure as the error protocols understand (disk full is DiskFull: SMTP 452
+    4.3.1, IMAP NO, POP3 -ERR [SYS/TEMP])."""
+    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc):
+        return DiskFull(f"the mail store could not be {verb}: the disk is full")
+    return StorageError(f"the mail store could not be {verb}: {exc}")
 
 
 class SQLiteBase:
@@ -158,7 +171,7 @@ class SQLiteBase:
             try:
                 return fn(conn)
             except sqlite3.Error as exc:
-                raise StorageError(f"the mail store could not be read: {exc}") from exc
+                raise _storage_error(exc, "read") from exc
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -204,11 +217,28 @@ class SQLiteBase:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """One transaction for the whole batch. Whatever happens, every job gets an answer and
+        the writer thread lives on (a dead writer would hang every later write)."""
+        try:
+            self._run_batch_txn(conn, batch)
+        except BaseException as exc:
+            err = exc if isinstance(exc, StorageError) else _storage_error(exc, "written")
+            log.error("write batch failed: %s", err)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            for job in batch:
+                if not job.resolved:
+                    self._resolve(job, None, err, [])
+
+    def _run_batch_txn(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None, list[tuple[int, int, int]]]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            err = StorageError(f"the mail store is unavailable: {exc}")
+            err = _storage_error(exc, "written")
             for job in batch:
                 self._resolve(job, None, err, [])
             return
@@ -221,10 +251,14 @@ class SQLiteBase:
                 result = job.fn(txn)
                 conn.execute("RELEASE job")
             except BaseException as exc:
+                if isinstance(exc, sqlite3.Error):
+                    exc = _storage_error(exc, "written")
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (e.g. disk full): every job of
+                    # the batch failed with it.
+                    raise exc
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
-                if isinstance(exc, sqlite3.Error):
-                    exc = StorageError(f"the mail store could not be written: {exc}")
                 outcomes.append((job, None, exc, []))
                 continue
             txn_dirs |= txn.dirs
@@ -234,12 +268,12 @@ class SQLiteBase:
             BlobStore.sync_dirs(txn_dirs)
             conn.execute("COMMIT")
         except (sqlite3.Error, StorageError) as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            err = exc if isinstance(exc, StorageError) else \
-                StorageError(f"the mail store could not be written: {exc}")
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            err = exc if isinstance(exc, StorageError) else _storage_error(exc, "written")
             log.error("commit failed: %s", err)
             for job, _, job_err, _ in outcomes:
                 self._resolve(job, None, job_err or err, [])
@@ -251,6 +285,7 @@ class SQLiteBase:
 
     def _resolve(self, job: _Job, result: Any, err: BaseException | None,
                  events: list[tuple[int, int, int]]) -> None:
+        job.resolved = True
         def done() -> None:
             for account_id, mailbox_id, modseq in events:
                 self.bus.publish(account_id, mailbox_id, modseq)
