@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
+from casella import cli_outbound
 from casella.config import Config, format_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
@@ -178,7 +179,8 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
             else:
                 print(f"quota     {_human(acct.used_bytes)} used (unlimited)")
             print(f"messages  {acct.used_messages}")
-            print(f"sending   {'held by an admin' if acct.sending_held else 'allowed'}")
+            for line in await cli_outbound.usage_lines(store, config, acct):
+                print(line)
             print("mailboxes")
             print(f"  {'name':<24} {'messages':>8} {'unseen':>7} {'size':>11}  special-use")
             for mb in await store.list_mailboxes(acct.id):
@@ -189,6 +191,8 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
                 quota = _human(acct.quota_bytes) if acct.quota_bytes else "unlimited"
                 print(f"{acct.address}\t{_human(acct.used_bytes)} of {quota}\t"
                       f"{acct.used_messages} messages")
+        elif action in ("hold-sending", "release-sending"):
+            await cli_outbound.hold_command(store, args, action == "hold-sending")
         elif action == "remove":
             await store.remove_account(args.address)
             print(f"user {args.address.lower()} removed with all its mail")
@@ -211,28 +215,8 @@ def cmd_alias(config: Config, args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, run))
 
 
-def cmd_queue(config: Config, args: argparse.Namespace) -> int:
-    async def run(store: Any) -> int:
-        entries = await store.list_queue()
-        now = int(time.time())
-        if not entries:
-            print("the queue is empty")
-            return 0
-        print(f"{'id':>6}  {'age':>6}  {'size':>9}  sender -> recipient: state, attempts, "
-              "next attempt, last reply")
-        for e in entries:
-            age = now - e.created
-            age_s = f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m"
-            print(f"{e.id:>6}  {age_s:>6}  {_human(e.size):>9}  {e.sender or '<>'}"
-                  f"{'  (held)' if e.held else ''}")
-            for r in e.recipients:
-                nxt = r.next_attempt - now
-                when = "now" if nxt <= 0 else f"in {nxt // 60}m"
-                print(f"{'':>27}-> {r.address}: {r.state}, {r.attempts} attempts, "
-                      f"next {when if r.state in ('queued', 'deferred') else '-'}"
-                      f"{', ' + r.last_reply if r.last_reply else ''}")
-        return 0
-    return asyncio.run(_with_store(config, run))
+def _store_run(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+    return asyncio.run(_with_store(config, fn))
 
 
 def cmd_auth(config: Config, args: argparse.Namespace) -> int:
@@ -305,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("domain", nargs="?")
     x = usub.add_parser("remove")
     x.add_argument("address")
+    cli_outbound.add_user_parsers(usub)
     u.set_defaults(func=cmd_user)
 
     a = sub.add_parser("alias", help="aliases and catch-alls (@domain)")
@@ -323,10 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("target", metavar="IP|ADDRESS")
     au.set_defaults(func=cmd_auth)
 
-    q = sub.add_parser("queue", help="the outbound queue")
-    qsub = q.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    qsub.add_parser("list")
-    q.set_defaults(func=cmd_queue)
+    # queue, limits, dkim (issue 6)
+    cli_outbound.add_parsers(sub, _Parser, _store_run)
     return p
 
 

@@ -112,6 +112,8 @@ class LimitsConfig:
     messages_per_hour: int = 180
     defers_failures_per_hour: int = 5
     defers_failures_percent: int = 55
+    max_connections: int = 5000           # open connections per process, all listeners
+    max_connections_per_ip: int = 50      # from one client address, all listeners
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,24 @@ class Pop3Config:
 @dataclass(frozen=True)
 class DeliveryConfig:
     routes: Mapping[str, HostPort] = field(default_factory=dict)
+    # Outbound queue (issue 6): AUTH for routed smarthosts, the retry schedule, notices.
+    route_auth: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    retry_initial: int = 5 * 60             # first retry after 5m, doubling each time ...
+    retry_max: int = 4 * 3600               # ... capped at 4h
+    give_up_after: int = 5 * 86400          # then a bounce after 5 days in the queue
+    delay_notice_after: int = 4 * 3600      # one "still trying" notice after 4h
+    concurrency: int = 20                   # connections delivering at once
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    key_dir: Path | None = None             # None: data_dir/dkim
+    sign: bool = True
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    checks: bool = True                     # SPF, DKIM, DMARC on the MX listener
 
 
 @dataclass(frozen=True)
@@ -145,7 +165,13 @@ class Config:
     pop3: Pop3Config = Pop3Config()
     delivery: DeliveryConfig = DeliveryConfig()
     server: ServerConfig = ServerConfig()
+    dkim: DkimConfig = DkimConfig()
+    inbound: InboundConfig = InboundConfig()
     source: Path | None = None
+
+    @property
+    def dkim_key_dir(self) -> Path:
+        return self.dkim.key_dir if self.dkim.key_dir else self.data_dir / "dkim"
 
     @property
     def tls_cert_path(self) -> Path:
@@ -221,7 +247,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "delivery", "server"}
+                "delivery", "server", "dkim", "inbound"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -289,6 +315,11 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         defers_failures_percent=_int("limits.defers_failures_percent",
                                      lim_raw.get("defers_failures_percent",
                                                  d.defers_failures_percent), 0, 100),
+        max_connections=_int("limits.max_connections",
+                             lim_raw.get("max_connections", d.max_connections), 1),
+        max_connections_per_ip=_int("limits.max_connections_per_ip",
+                                    lim_raw.get("max_connections_per_ip",
+                                                d.max_connections_per_ip), 1),
     )
     if limits.max_message_size < 1024:
         raise ConfigError(f"limits.max_message_size = {limits.max_message_size!r}: "
@@ -309,6 +340,18 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     if not isinstance(routes_raw, dict):
         raise ConfigError(f"delivery.routes = {routes_raw!r}: expected a table of domain = host:port")
     routes = {str(k).lower(): _hostport(f"delivery.routes.{k}", v) for k, v in routes_raw.items()}
+    delivery = _delivery_extras(del_raw, routes)
+
+    dkim_raw = _section(raw, "dkim")
+    _check_keys("dkim", dkim_raw, _field_names(DkimConfig))
+    dkim = DkimConfig(
+        key_dir=path("dkim.key_dir", dkim_raw["key_dir"]) if "key_dir" in dkim_raw else None,
+        sign=_expect("dkim.sign", dkim_raw.get("sign", True), bool, "true or false"))
+
+    in_raw = _section(raw, "inbound")
+    _check_keys("inbound", in_raw, _field_names(InboundConfig))
+    inbound = InboundConfig(checks=_expect("inbound.checks", in_raw.get("checks", True), bool,
+                                           "true or false"))
 
     srv_raw = _section(raw, "server")
     _check_keys("server", srv_raw, _field_names(ServerConfig))
@@ -322,8 +365,60 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     )
 
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
-                  store=store, limits=limits, pop3=pop3, delivery=DeliveryConfig(routes=routes),
-                  server=server, source=source)
+                  store=store, limits=limits, pop3=pop3, delivery=delivery,
+                  server=server, dkim=dkim, inbound=inbound, source=source)
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(key: str, value: object, minimum: int = 1) -> int:
+    """Seconds, or a number with s, m, h or d (`5m`, `4h`, `5d`)."""
+    m = _DURATION_RE.match(value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif m:
+        seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    else:
+        raise ConfigError(f"{key} = {value!r}: expected a duration such as 30s, 5m, 4h or 5d")
+    if seconds < minimum:
+        raise ConfigError(f"{key} = {value!r}: expected at least {minimum} seconds")
+    return seconds
+
+
+def _delivery_extras(del_raw: Mapping[str, object],
+                     routes: Mapping[str, HostPort]) -> DeliveryConfig:
+    d = DeliveryConfig()
+    auth_raw = del_raw.get("route_auth", {})
+    if not isinstance(auth_raw, dict):
+        raise ConfigError(f"delivery.route_auth = {auth_raw!r}: expected a table of "
+                          "domain = { username = ..., password = ... }")
+    route_auth: dict[str, tuple[str, str]] = {}
+    for dom, creds in auth_raw.items():
+        key = f"delivery.route_auth.{dom}"
+        if not isinstance(creds, dict) or set(creds) != {"username", "password"} or \
+                not all(isinstance(v, str) and v for v in creds.values()):
+            raise ConfigError(f"{key}: expected {{ username = \"...\", password = \"...\" }}")
+        if str(dom).lower() not in routes:
+            raise ConfigError(f"{key}: there is no delivery.routes entry for {dom}")
+        route_auth[str(dom).lower()] = (creds["username"], creds["password"])
+    out = DeliveryConfig(
+        routes=routes, route_auth=route_auth,
+        retry_initial=_duration("delivery.retry_initial",
+                                del_raw.get("retry_initial", d.retry_initial)),
+        retry_max=_duration("delivery.retry_max", del_raw.get("retry_max", d.retry_max)),
+        give_up_after=_duration("delivery.give_up_after",
+                                del_raw.get("give_up_after", d.give_up_after)),
+        delay_notice_after=_duration("delivery.delay_notice_after",
+                                     del_raw.get("delay_notice_after", d.delay_notice_after)),
+        concurrency=_int("delivery.concurrency", del_raw.get("concurrency", d.concurrency),
+                         1, 1000),
+    )
+    if out.retry_max < out.retry_initial:
+        raise ConfigError(f"delivery.retry_max = {out.retry_max}: expected at least "
+                          f"delivery.retry_initial ({out.retry_initial} seconds)")
+    return out
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

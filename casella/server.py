@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from casella.app import App
 from casella.auth.authenticator import Authenticator
 from casella.config import Config, HostPort
 from casella.errors import ConfigError
-from casella.net.listener import ListenerGroup, Service
+from casella.net.listener import ConnectionLimits, ListenerGroup, Service
 from casella.net.tls import server_context
 from casella.store.base import Store
 
@@ -55,6 +55,8 @@ class Server:
         self.listeners: ListenerGroup | None = None
         self.bound: dict[str, HostPort] = {}
         self._background: list[asyncio.Task[None]] = []
+        # Long-running services with start()/stop() (the outbound queue runner).
+        self.background: list[Any] = []
 
     def _bind(self) -> dict[str, socket.socket]:
         """Bind every listening socket first: as root this happens before privileges are
@@ -100,7 +102,10 @@ class Server:
         self.store = store
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
                        tls_context=tls)
-        self.listeners = ListenerGroup(tls_context=tls)
+        self.listeners = ListenerGroup(
+            tls_context=tls,
+            limits=ConnectionLimits(max_total=config.limits.max_connections,
+                                    max_per_ip=config.limits.max_connections_per_ip))
         services: dict[str, Service] = {}
         for name in config.listen:
             module_name = PROVIDERS[name]
@@ -110,6 +115,11 @@ class Server:
         for name, address in config.listen.items():
             self.bound[name] = await self.listeners.start(name, address, services[name],
                                                           sock=sockets[name])
+        from casella.smtp.queue import QueueRunner
+
+        self.background.append(QueueRunner(store, config))
+        for obj in self.background:
+            await obj.start()
         for service in {id(s): s for s in services.values()}.values():
             starter = getattr(service, "start_background", None)
             if starter is not None:
@@ -118,6 +128,9 @@ class Server:
                     self._background.append(task)
 
     async def stop(self) -> None:
+        for obj in reversed(self.background):
+            await obj.stop()
+        self.background.clear()
         for task in self._background:
             task.cancel()
         if self._background:
@@ -127,6 +140,20 @@ class Server:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
         if self.store is not None:
             await self.store.close()
+
+
+def raise_file_limit() -> None:
+    """One descriptor per connection: lift the soft limit to the hard one, as Dovecot's master
+    does for its services, so thousands of idle IMAP clients fit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def preload_modules() -> None:
@@ -149,8 +176,13 @@ def preload_modules() -> None:
             pass
     for name in ("email.parser", "email.policy", "email.header", "email.utils", "email.charset",
                  "quopri", "base64", "binascii", "zlib", "hmac", "hashlib", "html", "mmap",
-                 "unicodedata", "sqlite3", "ssl", "uuid", "json", "concurrent.futures"):
+                 "unicodedata", "sqlite3", "ssl", "uuid", "json", "concurrent.futures",
+                 "spf", "dkim", "dkim.util", "authres", "authres.dmarc", "nacl.signing",
+                 "nacl.encoding", "dns.asyncresolver", "dns.resolver", "publicsuffixlist"):
         importlib.import_module(name)
+    from casella.smtp.authcheck import organizational_domain
+
+    organizational_domain("example.com")     # loads the public suffix list data file
 
 
 def drop_privileges(config: Config) -> None:
@@ -187,6 +219,7 @@ def drop_privileges(config: Config) -> None:
 
 async def run(config: Config, on_ready: Callable[[Server], None] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; then stop accepting, let commands in flight finish, exit 0."""
+    raise_file_limit()
     server = Server(config)
     await server.start()
     stop = asyncio.Event()

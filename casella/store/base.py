@@ -13,7 +13,7 @@ numbers never reach the store (sessions map them to UIDs).
 from __future__ import annotations
 
 import abc
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from casella.store.blobs import BlobStore, StagedBlob
 from casella.store.changes import ChangeBus
@@ -36,6 +36,8 @@ from casella.store.model import (
     QueueRecipient,
     SelectSnapshot,
 )
+
+from casella.store.sending import PendingNotice, RecipientResult, SendEvent
 
 UidRanges = Sequence[tuple[int, int]]
 
@@ -272,3 +274,82 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_queue_entry(self, queue_id: int) -> QueueEntry | None: ...
+
+    # --- outbound delivery and sending limits ------------------------------------------------
+    # The queue runner (casella.smtp.queue) and the sending limits (casella.limits.sendlimit)
+    # build on these. `enqueue` above also records a "submitted" send event of
+    # len(recipients) for `account_id` (when given and the sender is not null), in the same
+    # transaction, so the hourly limit counts exactly what was queued.
+
+    @abc.abstractmethod
+    async def queue_due(self, now: int, limit: int = 200) -> list[QueueEntry]:
+        """Entries with recipients due for an attempt: state queued (due at once) or
+        deferred with next_attempt <= now, the entry not held and its account's sending not
+        held. Each
+        entry carries only its due recipients. Oldest first, at most `limit` entries."""
+
+    @abc.abstractmethod
+    async def queue_claim(self, recipient_ids: Sequence[int]) -> list[int]:
+        """Move these recipients from queued/deferred to 'sending' (an attempt is in flight);
+        returns the ids actually claimed (another runner may have taken some)."""
+
+    @abc.abstractmethod
+    async def queue_record(self, results: Sequence[RecipientResult], now: int) -> None:
+        """Write attempt outcomes in one transaction: state, last reply, next attempt, remote
+        MTA, the DSN owed (dsn_pending), attempts + 1 and a delivered/deferred/failed send
+        event for the entry's account when `attempted`. Entries whose recipients are all final
+        with no DSN owed are removed and their blob released."""
+
+    @abc.abstractmethod
+    async def queue_recover(self, now: int) -> int:
+        """Start-up: recipients left in 'sending' by a stopped or crashed runner become
+        deferred, due now (PROMISES D5: delivered at least once). Returns how many."""
+
+    @abc.abstractmethod
+    async def queue_pending_notices(self, limit: int = 100) -> list[PendingNotice]:
+        """Entries with recipients whose DSN is still owed, with those recipients."""
+
+    @abc.abstractmethod
+    async def queue_notices_sent(self, recipient_ids: Sequence[int]) -> None:
+        """The owed DSNs of these recipients were sent: clear them (a sent delay notice is
+        remembered: there is only one per recipient); remove entries that are finished."""
+
+    @abc.abstractmethod
+    async def queue_set_held(self, queue_id: int, held: bool) -> None:
+        """Hold (no attempts) or release one entry. NotFound when it does not exist."""
+
+    @abc.abstractmethod
+    async def queue_remove(self, queue_id: int) -> None:
+        """Delete an entry without any notice (admin action) and release its blob."""
+
+    @abc.abstractmethod
+    async def queue_flush(self, queue_id: int | None, now: int) -> int:
+        """Make the waiting recipients (of one entry, or of all) due now; returns how many."""
+
+    @abc.abstractmethod
+    async def set_sending_held(self, address: str, held: bool) -> None:
+        """Stop (held) or restart an account's outbound mail; its queued mail stays."""
+
+    @abc.abstractmethod
+    async def set_send_limits(self, name: str, values: Mapping[str, int | None]) -> None:
+        """Set limit keys (casella.store.sending.LIMIT_KEYS) of an account (`user@domain`) or
+        a domain; None clears a key (the default applies). NotFound / UserError."""
+
+    @abc.abstractmethod
+    async def send_events(self, account_id: int, since: int) -> list[SendEvent]:
+        """The account's send events with at > since, oldest first."""
+
+    @abc.abstractmethod
+    async def reset_send_usage(self, account_ids: Sequence[int]) -> int:
+        """Forget the send events and guard state of these accounts (admin reset)."""
+
+    @abc.abstractmethod
+    async def prune_send_events(self, before: int) -> int:
+        """Remove send events at or before `before` (they are outside every window)."""
+
+    @abc.abstractmethod
+    async def get_send_guard(self, account_id: int) -> int | None:
+        """Until when the defers-and-failures guard last said the account is blocked."""
+
+    @abc.abstractmethod
+    async def set_send_guard(self, account_id: int, blocked_until: int | None) -> None: ...

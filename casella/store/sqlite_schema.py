@@ -155,8 +155,33 @@ CREATE TABLE auth_failures (
 ) WITHOUT ROWID;
 """
 
+# Outbound delivery and sending limits (issue 6): per-recipient notice bookkeeping, the
+# timestamped send events the hourly limits count, and the defers-and-failures guard state.
+SCHEMA_V3 = """
+ALTER TABLE queue_recipients ADD COLUMN dsn_pending TEXT NOT NULL DEFAULT '';
+ALTER TABLE queue_recipients ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue_recipients ADD COLUMN remote_mta TEXT NOT NULL DEFAULT '';
+CREATE INDEX queue_recipients_notice ON queue_recipients(queue_id) WHERE dsn_pending != '';
+
+CREATE TABLE send_events (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX send_events_account ON send_events(account_id, at);
+CREATE INDEX send_events_at ON send_events(at);
+
+CREATE TABLE send_guard (
+    account_id INTEGER PRIMARY KEY,
+    blocked_until INTEGER NOT NULL
+);
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
 
 
 def configure(conn: sqlite3.Connection, writer: bool) -> None:
