@@ -119,6 +119,19 @@ class RunningServer:
             self._stop_loop()
 
 
+@pytest.fixture(autouse=True)
+def no_real_dns() -> Iterator[None]:
+    """No test asks the internet's DNS: an empty table answers NXDOMAIN unless a test installs
+    its own StaticResolver."""
+    from casella.smtp.resolver import StaticResolver, set_resolver
+
+    previous = set_resolver(StaticResolver())
+    try:
+        yield
+    finally:
+        set_resolver(previous)
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []

@@ -29,7 +29,7 @@ from casella.smtp.policy import LocalTarget, Policy, Resolution, Role
 from casella.smtp.proto import Mail, Rcpt, Reply
 from casella.store.base import Store
 from casella.store.blobs import BlobWriter, StagedBlob
-from casella.store.model import Account, DeliveryOutcome, DeliveryTarget, QueueRecipient
+from casella.store.model import Account, DeliveryTarget, QueueRecipient
 
 log = logging.getLogger("casella.smtp")
 
@@ -223,12 +223,14 @@ async def commit(store: Store, hostname: str, env: Envelope,
         for address in r.resolution.remote:
             remote.setdefault(address, r)
 
-    outcomes: list[DeliveryOutcome] = []
-    if locals_:
-        assert local_blob is not None
-        targets = [DeliveryTarget(loc.target.account.id, loc.target.mailbox)
-                   for loc in locals_.values()]
-        outcomes = await store.deliver(local_blob, targets)
+    targets = [DeliveryTarget(loc.target.account.id, loc.target.mailbox)
+               for loc in locals_.values()]
+    # One transaction for the local copies and the queue entry (PROMISES D12).
+    outcomes, queue_id = await store.deliver_and_enqueue(
+        local_blob, targets, queue_blob, env.sender,
+        [QueueRecipient(address, _queue_orcpt(address, r), r.rcpt.notify)
+         for address, r in remote.items()],
+        env.account.id if env.account else None, env.mail.envid, env.mail.ret)
     delivered = [o for o in outcomes if o.error is None]
     failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
     if outcomes and not delivered and not remote:
@@ -239,15 +241,6 @@ async def commit(store: Store, hostname: str, env: Envelope,
         log.info("message %s refused at end of data: every recipient failed", env.id,
                  extra=extra)
         return refusal
-
-    queue_id = None
-    if remote:
-        assert queue_blob is not None
-        queue_id = await store.enqueue(
-            queue_blob, env.sender,
-            [QueueRecipient(address, _queue_orcpt(address, r), r.rcpt.notify)
-             for address, r in remote.items()],
-            env.account.id if env.account else None, env.mail.envid, env.mail.ret)
 
     notices: list[DsnRecipient] = []
     for loc, o in failed:

@@ -33,7 +33,9 @@ from casella.smtp.delivery import (
     from_addresses,
     new_message_id,
 )
-from casella.smtp.policy import Policy, Role
+from casella.limits.sendlimit import check_send_limits
+from casella.smtp.authcheck import REJECT, add_header, check_inbound, read_staged
+from casella.smtp.policy import LocalTarget, Policy, Role
 from casella.smtp.proto import (
     Auth,
     Bdat,
@@ -399,6 +401,14 @@ class Session:
         if not cmd.recipient.is_ascii and not tx.mail.smtputf8:
             return proto.NEED_SMTPUTF8
         resolution = await self.policy.resolve_recipient(cmd.recipient, self.account)
+        if self.role is Role.SUBMISSION and self.account is not None and resolution.remote:
+            # Issue 6: the hourly and defers-and-failures limits (and an admin hold), checked
+            # before the message is taken, as a temporary 450 4.7.1 the client retries.
+            pending = sum(len(r.resolution.remote) for r in tx.recipients)
+            refusal = await check_send_limits(self.app.store, self.app.config.limits,
+                                              self.account, pending, len(resolution.remote))
+            if refusal is not None:
+                return proto.reply(refusal.code, refusal.status, refusal.text)
         tx.recipients.append(Recipient(cmd, resolution))
         return proto.RECIPIENT_OK
 
@@ -507,6 +517,25 @@ class Session:
                 sink.abort()
                 return refusal
         local, queued = await sink.finish()
+        if self.role is Role.MX and local is not None and self.app.config.inbound.checks:
+            # Issue 6 §5: SPF, DKIM and DMARC on what arrives from the internet.
+            data = await read_staged(local)
+            verdict = await check_inbound(hostname=self.hostname, ip=self.conn.peer_ip,
+                                          helo=env.helo, mail_from=env.sender, message=data)
+            self._note += f" dmarc={verdict.dmarc.result}"
+            if verdict.action == REJECT:
+                for blob in (local, queued):
+                    if blob is not None:
+                        blob.discard()
+                return proto.reply(verdict.reply_code, verdict.reply_status,
+                                   verdict.reply_text)
+            checked = await add_header(self.app.store, local, verdict.header, data)
+            local.discard()
+            local = checked
+            if verdict.mailbox != "INBOX":
+                for r in env.recipients:
+                    r.resolution.local = [LocalTarget(t.account, verdict.mailbox)
+                                          for t in r.resolution.local]
         try:
             return await commit(self.app.store, self.hostname, env, local, queued, sink,
                                 self.conn.describe())

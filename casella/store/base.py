@@ -203,6 +203,17 @@ class Store(abc.ABC):
         Each target succeeds or fails on its own (quota); failures change nothing for it."""
 
     @abc.abstractmethod
+    async def deliver_and_enqueue(
+            self, local_blob: StagedBlob | None, targets: Sequence[DeliveryTarget],
+            queue_blob: StagedBlob | None, sender: str, recipients: Sequence[QueueRecipient],
+            account_id: int | None = None, envid: str | None = None,
+            ret: str | None = None) -> tuple[list[DeliveryOutcome], int | None]:
+        """`deliver(local_blob, targets)` and `enqueue(queue_blob, sender, recipients, …)` in
+        ONE transaction (PROMISES D12: one DATA is accepted or refused as a whole): per-target
+        quota failures as in deliver; the successful targets and the queue entry (when there
+        are recipients) commit together or not at all. Returns (outcomes, queue id or None)."""
+
+    @abc.abstractmethod
     async def copy(self, src_mailbox_id: int, uids: UidRanges,
                    dst_mailbox_id: int) -> CopyResult:
         """Copy with flags (and a fresh \\Recent); quota checked for the whole set."""

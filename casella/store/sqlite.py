@@ -11,8 +11,13 @@ run SQL on the event loop thread, or report success before COMMIT.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from casella.store.base import Store
+from casella.store.blobs import StagedBlob
+from casella.store.model import DeliveryOutcome, DeliveryTarget, QueueRecipient
 from casella.store.sqlite_auth import AuthOps
+from casella.store.sqlite_base import _Txn
 from casella.store.sqlite_directory import DirectoryOps
 from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_mail import MailOps
@@ -21,3 +26,18 @@ from casella.store.sqlite_queue import QueueOps
 
 class SQLiteStore(DirectoryOps, MailOps, QueueOps, LimitOps, AuthOps, Store):
     """The default backend (see the module docstring)."""
+
+    async def deliver_and_enqueue(
+            self, local_blob: StagedBlob | None, targets: Sequence[DeliveryTarget],
+            queue_blob: StagedBlob | None, sender: str, recipients: Sequence[QueueRecipient],
+            account_id: int | None = None, envid: str | None = None,
+            ret: str | None = None) -> tuple[list[DeliveryOutcome], int | None]:
+        if targets and local_blob is None or recipients and queue_blob is None:
+            raise ValueError("a blob is needed for the local targets and for the queue")
+
+        def op(txn: _Txn) -> tuple[list[DeliveryOutcome], int | None]:
+            outcomes = self._deliver_txn(txn, local_blob, targets) if targets else []
+            queue_id = self._enqueue_txn(txn, queue_blob, sender, recipients, account_id,
+                                         envid, ret) if recipients else None
+            return outcomes, queue_id
+        return await self._write(op)

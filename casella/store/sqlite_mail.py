@@ -329,40 +329,42 @@ class MailOps(SQLiteBase):
 
     async def deliver(self, blob: StagedBlob,
                       targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
-        def op(txn: _Txn) -> list[DeliveryOutcome]:
-            cur = txn.cur
-            outcomes: list[DeliveryOutcome] = []
-            now = _now()
-            for target in targets:
-                cur.execute("SAVEPOINT target")
-                events_before = len(txn.events)
+        return await self._write(lambda txn: self._deliver_txn(txn, blob, targets))
+
+    def _deliver_txn(self, txn: _Txn, blob: StagedBlob,
+                     targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
+        """The body of `deliver` inside a write job: each target in its own savepoint."""
+        cur = txn.cur
+        outcomes: list[DeliveryOutcome] = []
+        now = _now()
+        for target in targets:
+            cur.execute("SAVEPOINT target")
+            events_before = len(txn.events)
+            try:
+                acct = self._account_row(cur, target.account_id)
+                mb = None
                 try:
-                    acct = self._account_row(cur, target.account_id)
-                    mb = None
-                    try:
-                        mb = self._find_mailbox(cur, acct.id, normalize_mailbox_name(
-                            target.mailbox))
-                    except InvalidName:
-                        pass
-                    if mb is None or not mb.selectable:
-                        mb = self._find_mailbox(cur, acct.id, "INBOX")
-                    if mb is None:
-                        raise MailboxNotFound(f"{acct.address} has no INBOX")
-                    self._check_quota(acct, blob.size, 1)
-                    bits, keywords = split_flags(target.flags)
-                    self._register_keywords(cur, mb.id, keywords)
-                    blob_id = self._blob_ref(txn, blob)
-                    (uid,) = self._insert_messages(
-                        txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)])
-                    cur.execute("RELEASE target")
-                    outcomes.append(DeliveryOutcome(target, mb.id, uid))
-                except (UserError, NotFound) as exc:
-                    cur.execute("ROLLBACK TO target")
-                    cur.execute("RELEASE target")
-                    del txn.events[events_before:]
-                    outcomes.append(DeliveryOutcome(target, error=exc))
-            return outcomes
-        return await self._write(op)
+                    mb = self._find_mailbox(cur, acct.id, normalize_mailbox_name(target.mailbox))
+                except InvalidName:
+                    pass
+                if mb is None or not mb.selectable:
+                    mb = self._find_mailbox(cur, acct.id, "INBOX")
+                if mb is None:
+                    raise MailboxNotFound(f"{acct.address} has no INBOX")
+                self._check_quota(acct, blob.size, 1)
+                bits, keywords = split_flags(target.flags)
+                self._register_keywords(cur, mb.id, keywords)
+                blob_id = self._blob_ref(txn, blob)
+                (uid,) = self._insert_messages(
+                    txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)])
+                cur.execute("RELEASE target")
+                outcomes.append(DeliveryOutcome(target, mb.id, uid))
+            except (UserError, NotFound) as exc:
+                cur.execute("ROLLBACK TO target")
+                cur.execute("RELEASE target")
+                del txn.events[events_before:]
+                outcomes.append(DeliveryOutcome(target, error=exc))
+        return outcomes
 
     async def copy(self, src_mailbox_id: int, uids: UidRanges,
                    dst_mailbox_id: int) -> CopyResult:

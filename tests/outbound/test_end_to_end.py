@@ -1,16 +1,10 @@
 """End to end with a full casella (the `make_server` fixture) and the fake remote MX reached
 through `[delivery] routes`: submission on 587 with smtplib, delivered signed (DKIM verified
 with dkimpy against the printed record), a refused recipient bounced into the sender's INBOX,
-and both sending limits refusing at RCPT with the exact text.
-
-The limit and inbound-check tests need the SMTP session to call the hooks of this issue
-(casella.limits.sendlimit.check_send_limits at RCPT on submission, casella.smtp.authcheck.
-check_inbound after DATA on the MX); until that wiring is in casella/smtp/session.py they are
-skipped with that reason."""
+and both sending limits refusing at RCPT with the exact text."""
 
 from __future__ import annotations
 
-import inspect
 import re
 import smtplib
 import time
@@ -24,22 +18,6 @@ from casella.smtp.dkim import generate_keys
 from casella.smtp.resolver import StaticResolver, set_resolver
 from tests.outbound.fakemx import FakeMX
 from tests.outbound.helpers import dsn_fields, mailbox_messages, parse
-
-
-def _wired(name: str) -> bool:
-    import casella.smtp.delivery
-    import casella.smtp.session
-
-    return any(name in inspect.getsource(m) for m in (casella.smtp.session,
-                                                      casella.smtp.delivery))
-
-
-needs_limit_wiring = pytest.mark.skipif(
-    not _wired("check_send_limits"),
-    reason="the SMTP session does not call sendlimit.check_send_limits yet (lead's wiring)")
-needs_inbound_wiring = pytest.mark.skipif(
-    not _wired("check_inbound"),
-    reason="the SMTP session does not call authcheck.check_inbound yet (lead's wiring)")
 
 
 @pytest.fixture
@@ -121,7 +99,6 @@ def test_queue_list_shows_the_state_of_a_deferred_recipient(casella: Any,
     assert r.attempts == 1 and "451 4.2.1" in r.last_reply and r.next_attempt > time.time()
 
 
-@needs_limit_wiring
 def test_messages_per_hour_refuses_at_rcpt(casella: Any, remote: FakeMX) -> None:
     casella.run(casella.store.set_send_limits("alice@example.test", {"messages_per_hour": 3}))
     assert submit(casella, ["a@remote.test", "b@remote.test"]) == {}
@@ -136,7 +113,6 @@ def test_messages_per_hour_refuses_at_rcpt(casella: Any, remote: FakeMX) -> None
                                  "hour (3/3 (100%)) allowed")
 
 
-@needs_limit_wiring
 def test_defers_and_failures_guard_refuses_at_rcpt(casella: Any, remote: FakeMX) -> None:
     for i in range(5):
         remote.rcpt_replies[f"gone{i}@remote.test"] = "550 5.1.1 no such user"
@@ -158,7 +134,6 @@ def test_defers_and_failures_guard_refuses_at_rcpt(casella: Any, remote: FakeMX)
                                  "failures per hour (5/5 (55%)) allowed")
 
 
-@needs_inbound_wiring
 def test_mx_adds_authentication_results_and_refuses_dmarc_reject(
         casella: Any, dns: StaticResolver) -> None:
     dns.add("_dmarc.strict.test", "TXT", ["v=DMARC1; p=reject"])

@@ -126,12 +126,16 @@ def tmp_files(server: Any) -> list[Path]:
 
 
 def body_of(stored: bytes) -> bytes:
-    """A stored message without the trace header block casella prepends (Return-Path and one
-    Received field with its continuation lines)."""
+    """A stored message without the trace header block casella prepends (Return-Path, the
+    MX's Authentication-Results and one Received field, with their continuation lines)."""
     lines = stored.split(b"\r\n")
     i = 0
     if lines[i].startswith(b"Return-Path:"):
         i += 1
+    if lines[i].startswith(b"Authentication-Results:"):
+        i += 1
+        while lines[i].startswith((b"\t", b" ")):
+            i += 1
     assert lines[i].startswith(b"Received:"), stored[:200]
     i += 1
     while lines[i].startswith(b"\t"):

@@ -45,8 +45,9 @@ def test_mx_delivers_into_inbox_with_trace_headers(server: Any) -> None:
         code, text = s.data(MESSAGE)
         assert code == 250 and text.startswith(b"2.0.0")
     [stored] = messages(server, "alice@example.test")
-    assert stored.startswith(b"Return-Path: <sender@remote.example>\r\nReceived: from "
-                             b"client.example ([127.0.0.1])\r\n")
+    assert stored.startswith(b"Return-Path: <sender@remote.example>\r\n"
+                             b"Authentication-Results: mail.example.test;")
+    assert b"\r\nReceived: from client.example ([127.0.0.1])\r\n" in stored
     assert b"by mail.example.test (casella) with ESMTP id " in stored
     assert b"for <Alice@Example.TEST>;" in stored
     assert body_of(stored) == MESSAGE
@@ -345,7 +346,7 @@ def test_store_failure_is_451_and_nothing_stored(server: Any) -> None:
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise StorageError("disk on fire")
-    store.deliver = broken
+    store.deliver_and_enqueue = broken
     try:
         with mx(server) as s:
             s.ehlo()
@@ -355,7 +356,7 @@ def test_store_failure_is_451_and_nothing_stored(server: Any) -> None:
             assert (code, text[:5]) == (451, b"4.3.0")
             assert s.noop()[0] == 250
     finally:
-        del store.deliver
+        del store.deliver_and_enqueue
     assert messages(server, "alice@example.test") == []
 
 

@@ -512,3 +512,30 @@ async def test_auth_failure_counters_window_and_block(store: Store) -> None:
     assert (await store.auth_status(["ip:192.0.2.1"], 2000))["ip:192.0.2.1"] == (1, 1903)
     assert await store.auth_clear(["ip:192.0.2.1", "user:nobody"]) == 1
     assert await store.auth_status(["ip:192.0.2.1"], 2000) == {}
+
+
+async def test_deliver_and_enqueue_is_one_transaction(store: Store) -> None:
+    """PROMISES D12: local copies and the queue entry commit together or not at all."""
+    acct = await account(store)
+    box = await inbox(store, acct.id)
+    local = await store.blobs.stage(message(1))
+    queued = await store.blobs.stage(message(2))
+    try:
+        outcomes, qid = await store.deliver_and_enqueue(
+            local, [DeliveryTarget(acct.id)], queued, "alice@example.test",
+            [QueueRecipient("bob@remote.org")], account_id=acct.id)
+        assert outcomes[0].uid == 1 and qid is not None
+        queued.discard()  # the queue blob can no longer be published: the whole job fails
+        broken = await store.blobs.stage(message(3))
+        broken.discard()
+        with pytest.raises(Exception):
+            await store.deliver_and_enqueue(
+                local, [DeliveryTarget(acct.id)], broken, "alice@example.test",
+                [QueueRecipient("carol@remote.org")], account_id=acct.id)
+    finally:
+        local.discard()
+    assert (await store.get_mailbox_by_id(box.id)).messages == 1
+    assert [e.id for e in await store.list_queue()] == [qid]
+    only_local, none = await store.deliver_and_enqueue(
+        await store.blobs.stage(message(4)), [DeliveryTarget(acct.id)], None, "", [])
+    assert none is None and only_local[0].error is None
