@@ -1,0 +1,52 @@
+"""IDLE (RFC 2177, RFC 9051 §6.3.13): wait for DONE while pushing the selected mailbox's
+changes as they are committed by other sessions (the store's change bus wakes us up).
+
+Must never: poll the store on a timer, or leave a read or a bus wait running after it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from casella.imap import commands as c
+from casella.imap.errors import Bad
+from casella.imap.session import AUTOLOGOUT, Done
+from casella.store.changes import ChangeEvent
+
+if TYPE_CHECKING:
+    from casella.imap.session import Session
+
+
+async def idle(s: Session, tag: str, cmd: c.Idle) -> Done:
+    if s.selected is not None and s.subscription is not None:
+        s.write(await s.selected.sync(s.store, allow_expunge=True))
+    s.write(b"+ idling\r\n")
+    await s.flush()
+    reader = asyncio.ensure_future(s.read_line(AUTOLOGOUT))
+    waiter: asyncio.Future[list[ChangeEvent]] | None = None
+    try:
+        while True:
+            wanted: set[asyncio.Future[Any]] = {reader}
+            sub = s.subscription
+            if sub is not None and waiter is None:
+                waiter = asyncio.ensure_future(sub.wait())
+            if waiter is not None:
+                wanted.add(waiter)
+            done, _ = await asyncio.wait(wanted, return_when=asyncio.FIRST_COMPLETED)
+            if waiter is not None and waiter in done:
+                waiter = None
+                if s.selected is not None:
+                    s.write(await s.selected.sync(s.store, allow_expunge=True))
+                    await s.flush()
+            if reader in done:
+                line = reader.result()
+                if line.strip().upper() != b"DONE":
+                    raise Bad("Expected DONE to end IDLE")
+                return Done("IDLE terminated")
+    finally:
+        pending = [t for t in (reader, waiter) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        # Their outcome no longer matters; gather only waits for the cancellation.
+        await asyncio.gather(*pending, return_exceptions=True)

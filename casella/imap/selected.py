@@ -1,0 +1,229 @@
+"""The selected mailbox as one session sees it, and the untagged updates that keep it true.
+
+Lives here: `SelectedView`: the sequence-number ↔ UID map (RFC 9051 §2.3.1.2), the MODSEQ last
+seen, \\Recent claimed by this session (RFC 3501 §2.3.2, IMAP4rev1 only), the keywords announced
+in FLAGS, messages expunged elsewhere but not yet announced, and `sync`, which asks the store
+what changed since that MODSEQ and turns it into EXPUNGE / FETCH (FLAGS) / EXISTS / RECENT.
+
+The rule behind it (RFC 3501 §7.4.1, RFC 9051 §7.5.1, PROMISES X1): EXPUNGE is never sent
+while answering FETCH, STORE or SEARCH, so an expunge seen then is kept "pending": the message
+keeps its sequence number until a command that may announce it. Must never: write to the
+connection (it returns bytes), or read message bodies.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterable, Sequence
+
+from casella.imap import responses as r
+from casella.imap import seqset
+from casella.imap.errors import Bad, Bye
+from casella.store.base import Store
+from casella.store.model import SYSTEM_FLAGS, Changes, MessageMeta, SelectSnapshot
+
+
+class SelectedView:
+    def __init__(self, snapshot: SelectSnapshot, *, readonly: bool, rev2: bool,
+                 recent: tuple[int, int] | None) -> None:
+        mb = snapshot.mailbox
+        self.mailbox_id = mb.id
+        self.name = mb.name
+        self.uidvalidity = mb.uidvalidity
+        self.uidnext = mb.uidnext
+        self.readonly = readonly
+        self.rev2 = rev2
+        self.modseq = mb.highestmodseq
+        self.uids: array[int] = array("Q", snapshot.uids)
+        self.pending_expunge: set[int] = set()
+        # Our own flag changes already reported to the client: uid -> modseq.
+        self.own: dict[int, int] = {}
+        self.keywords: set[str] = set(snapshot.keywords)
+        self._keyword_lower = {k.lower() for k in self.keywords}
+        # \Recent: ranges [low, high) of UIDs this session claimed (read-write), or for a
+        # read-only session every UID from the mailbox's first unclaimed one (RFC 3501 §6.3.2).
+        self.recent_ranges: list[tuple[int, int]] = []
+        self.recent_from: int | None = None
+        if not rev2:
+            if recent is not None:
+                self.recent_ranges.append(recent)
+            else:
+                self.recent_from = mb.first_recent_uid
+        self.first_unseen_uid = snapshot.first_unseen_uid
+
+    # --- lookups -------------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def is_recent(self, uid: int) -> bool:
+        if self.rev2:
+            return False
+        if self.recent_from is not None:
+            return uid >= self.recent_from
+        for lo, hi in self.recent_ranges:
+            if lo <= uid < hi:
+                return True
+        return False
+
+    def recent_count(self) -> int:
+        if self.rev2:
+            return 0
+        if self.recent_from is not None:
+            return len(self.uids) - bisect.bisect_left(self.uids, self.recent_from)
+        n = 0
+        for lo, hi in self.recent_ranges:
+            n += bisect.bisect_left(self.uids, hi) - bisect.bisect_left(self.uids, lo)
+        return n
+
+    def flags_of(self, meta: MessageMeta) -> tuple[str, ...]:
+        if not self.rev2 and (self.recent_ranges or self.recent_from is not None) and \
+                self.is_recent(meta.uid):
+            return meta.flags + ("\\Recent",)
+        return meta.flags
+
+    def resolve(self, messages: seqset.SeqSet, uid: bool,
+                saved: Sequence[int] = ()) -> list[int]:
+        """The UIDs (ascending) a command's message set names in this view. Sequence numbers
+        beyond the mailbox are an error (RFC 9051 §9: "*" in an empty mailbox too); UIDs that
+        do not exist are simply left out."""
+        if messages.saved:
+            present = [u for u in saved if self.seq_of(u) is not None]
+            return sorted(present)
+        if uid:
+            largest = self.uids[-1] if self.uids else 0
+            return seqset.select_sorted(self.uids, messages.resolve(largest))
+        n = len(self.uids)
+        if messages.max_number() > n or (n == 0 and messages.has_star()):
+            raise Bad(f"invalid message sequence number (the mailbox has {n} messages)")
+        out: list[int] = []
+        for lo, hi in messages.resolve(n):
+            out.extend(self.uids[lo - 1:hi])
+        return out
+
+    def seqs_for_search(self, messages: seqset.SeqSet, saved: Sequence[int]) -> set[int]:
+        """UIDs a sequence-set search key matches (no range error: SEARCH just finds none)."""
+        if messages.saved:
+            return set(saved)
+        n = len(self.uids)
+        out: set[int] = set()
+        for lo, hi in messages.resolve(n):
+            out.update(self.uids[lo - 1:min(hi, n)])
+        return out
+
+    # --- flags ---------------------------------------------------------------------------
+
+    def flags_responses(self) -> bytes:
+        """FLAGS and PERMANENTFLAGS (RFC 9051 §7.3.5, §7.1)."""
+        kws = sorted(self.keywords, key=str.lower)
+        flags = r.untagged(b"FLAGS", r.flag_list(SYSTEM_FLAGS + tuple(kws)))
+        if self.readonly:
+            perm = r.status("*", "OK", "No permanent flags permitted", "PERMANENTFLAGS ()")
+        else:
+            # "\\*": clients may create new keywords (RFC 9051 §7.1).
+            perm = r.status("*", "OK", "Flags permitted", "PERMANENTFLAGS (" +
+                            " ".join(SYSTEM_FLAGS + tuple(kws) + ("\\*",)) + ")")
+        return flags + perm
+
+    def learn_keywords(self, flags: Iterable[str]) -> bytes:
+        """Announce keywords not seen before with a new FLAGS response (RFC 9051 §7.3.5)."""
+        new = [f for f in flags if not f.startswith("\\") and f.lower() not in
+               self._keyword_lower]
+        if not new:
+            return b""
+        for f in new:
+            self.keywords.add(f)
+            self._keyword_lower.add(f.lower())
+        return self.flags_responses()
+
+    def note_own(self, metas: Iterable[MessageMeta]) -> None:
+        for m in metas:
+            self.own[m.uid] = m.modseq
+
+    def fetch_flags_line(self, seq: int, meta: MessageMeta, with_uid: bool) -> bytes:
+        flags = r.flag_list(self.flags_of(meta))
+        if with_uid:
+            return b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flags)
+        return b"* %d FETCH (FLAGS %s)\r\n" % (seq, flags)
+
+    # --- expunges ------------------------------------------------------------------------
+
+    def expunge_uids(self, uids: Iterable[int]) -> bytes:
+        """Remove these UIDs from the view now and return their EXPUNGE responses (ascending,
+        each number as it is after the ones before were removed, RFC 9051 §7.5.1)."""
+        seqs = sorted(s for s in (self.seq_of(u) for u in uids) if s is not None)
+        if not seqs:
+            return b""
+        out = b"".join(b"* %d EXPUNGE\r\n" % (s - i) for i, s in enumerate(seqs))
+        gone = {self.uids[s - 1] for s in seqs}
+        if len(seqs) == 1:
+            del self.uids[seqs[0] - 1]
+        else:
+            self.uids = array("Q", (u for u in self.uids if u not in gone))
+        self.pending_expunge -= gone
+        for u in gone:
+            self.own.pop(u, None)
+        return out
+
+    # --- synchronising with the store ----------------------------------------------------
+
+    async def sync(self, store: Store, allow_expunge: bool) -> bytes:
+        """Ask the store what changed since our MODSEQ and return the untagged updates."""
+        changes = await store.changes_since(self.mailbox_id, self.modseq)
+        claim = None
+        last = self.uids[-1] if self.uids else 0
+        if (not self.rev2 and not self.readonly and self.recent_from is None
+                and any(m.uid > last for m in changes.messages)):
+            claim = await store.claim_recent(self.mailbox_id)
+        return self.apply(changes, allow_expunge, claim)
+
+    def apply(self, changes: Changes, allow_expunge: bool,
+              claim: tuple[int, int] | None = None) -> bytes:
+        out: list[bytes] = []
+        mb = changes.mailbox
+        if not mb.selectable or mb.uidvalidity != self.uidvalidity:
+            # Deleted (kept as a \Noselect parent) or re-created: these UIDs mean nothing
+            # any more, and a session cannot be told so without closing it (as Dovecot does).
+            raise Bye("The selected mailbox was deleted")
+        self.uidnext = max(self.uidnext, mb.uidnext)
+        for uid in changes.expunged:
+            if self.seq_of(uid) is not None:
+                self.pending_expunge.add(uid)
+        if allow_expunge and self.pending_expunge:
+            out.append(self.expunge_uids(list(self.pending_expunge)))
+        last = self.uids[-1] if self.uids else 0
+        new: list[int] = []
+        flag_lines: list[bytes] = []
+        for m in changes.messages:
+            if m.uid > last:
+                new.append(m.uid)
+                continue
+            if m.uid in self.pending_expunge or self.own.get(m.uid) == m.modseq:
+                continue
+            seq = self.seq_of(m.uid)
+            if seq is None:
+                continue
+            out.append(self.learn_keywords(m.flags))
+            flag_lines.append(self.fetch_flags_line(seq, m, with_uid=True))
+        out.extend(flag_lines)
+        if new:
+            for m in changes.messages:
+                if m.uid > last:
+                    out.append(self.learn_keywords(m.flags))
+            if claim is not None and claim[0] < claim[1]:
+                self.recent_ranges.append(claim)
+            self.uids.extend(new)
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            if not self.rev2:
+                out.append(b"* %d RECENT\r\n" % self.recent_count())
+        self.modseq = max(self.modseq, mb.highestmodseq)
+        self.own.clear()
+        return b"".join(out)
