@@ -29,12 +29,16 @@ class Subscription:
         self._bus = bus
         self.mailbox_id = mailbox_id
         self.account_id = account_id
-        self._pending: list[ChangeEvent] = []
+        # Coalesced per mailbox: a session that does not read its events for a while (selected
+        # without IDLE on a busy mailbox) keeps one entry per mailbox, not one per change.
+        self._pending: dict[int, ChangeEvent] = {}
         self._event = asyncio.Event()
         self.closed = False
 
     def _deliver(self, event: ChangeEvent) -> None:
-        self._pending.append(event)
+        seen = self._pending.get(event.mailbox_id)
+        if seen is None or event.modseq >= seen.modseq:
+            self._pending[event.mailbox_id] = event
         self._event.set()
 
     @property
@@ -42,14 +46,14 @@ class Subscription:
         return bool(self._pending)
 
     async def wait(self) -> list[ChangeEvent]:
+        """The latest event per mailbox since the last call (waits for at least one)."""
         await self._event.wait()
-        events, self._pending = self._pending, []
-        self._event.clear()
-        return events
+        return self.drain()
 
     def drain(self) -> list[ChangeEvent]:
         """Events seen so far without waiting (may be empty)."""
-        events, self._pending = self._pending, []
+        events = list(self._pending.values())
+        self._pending = {}
         self._event.clear()
         return events
 
