@@ -120,6 +120,29 @@ class LimitsConfig:
 class Pop3Config:
     delete: str = "expunge"
     expire_days: int = 0
+    login_timeout: int = 60               # seconds to log in after connecting
+    idle_timeout: int = 600               # RFC 1939 §3: at least 10 minutes
+    line_timeout: int = 60                # a started command line must end within this
+    max_bad_commands: int = 20            # in a row, then the connection is closed
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    login_timeout: int = 60               # seconds to log in after connecting
+    idle_timeout: int = 1800              # RFC 9051 §5.4 autologout: at least 30 minutes
+    line_timeout: int = 60                # a started command line must end within this
+    max_connections_per_user_ip: int = 10  # like Dovecot's mail_max_userip_connections
+    max_bad_commands: int = 20            # in a row, then BYE
+    max_commands_without_progress: int = 1000  # e.g. NOOPs with nothing changing, then BYE
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    command_timeout: int = 300            # RFC 5321 §4.5.3.2: 5 minutes per command
+    data_timeout: int = 600               # the whole DATA/BDAT transfer
+    max_recipients: int = 100             # per message (452 4.5.3 beyond)
+    max_auth_failures: int = 3            # per connection, then 421
+    max_bad_commands: int = 20            # in a row, then 421
 
 
 @dataclass(frozen=True)
@@ -163,6 +186,8 @@ class Config:
     store: StoreConfig = StoreConfig()
     limits: LimitsConfig = LimitsConfig()
     pop3: Pop3Config = Pop3Config()
+    imap: ImapConfig = ImapConfig()
+    smtp: SmtpConfig = SmtpConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     server: ServerConfig = ServerConfig()
     dkim: DkimConfig = DkimConfig()
@@ -247,7 +272,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "delivery", "server", "dkim", "inbound"}
+                "imap", "smtp", "delivery", "server", "dkim", "inbound"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -331,8 +356,24 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
                      "expunge, move-to-trash or hide")
     if delete not in ("expunge", "move-to-trash", "hide"):
         raise ConfigError(f"pop3.delete = {delete!r}: expected expunge, move-to-trash or hide")
-    pop3 = Pop3Config(delete=delete,
-                      expire_days=_int("pop3.expire_days", pop_raw.get("expire_days", 0)))
+    pd = Pop3Config()
+    pop3 = Pop3Config(
+        delete=delete, expire_days=_int("pop3.expire_days", pop_raw.get("expire_days", 0)),
+        login_timeout=_int("pop3.login_timeout", pop_raw.get("login_timeout",
+                                                              pd.login_timeout), 1),
+        idle_timeout=_int("pop3.idle_timeout", pop_raw.get("idle_timeout", pd.idle_timeout), 1),
+        line_timeout=_int("pop3.line_timeout", pop_raw.get("line_timeout", pd.line_timeout), 1),
+        max_bad_commands=_int("pop3.max_bad_commands",
+                              pop_raw.get("max_bad_commands", pd.max_bad_commands), 1))
+
+    imap_raw = _section(raw, "imap")
+    _check_keys("imap", imap_raw, _field_names(ImapConfig))
+    imap = ImapConfig(**{f.name: _int(f"imap.{f.name}", imap_raw.get(f.name, f.default), 1)
+                         for f in fields(ImapConfig)})
+    smtp_raw = _section(raw, "smtp")
+    _check_keys("smtp", smtp_raw, _field_names(SmtpConfig))
+    smtp = SmtpConfig(**{f.name: _int(f"smtp.{f.name}", smtp_raw.get(f.name, f.default), 1)
+                         for f in fields(SmtpConfig)})
 
     del_raw = _section(raw, "delivery")
     _check_keys("delivery", del_raw, _field_names(DeliveryConfig))
@@ -365,8 +406,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     )
 
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
-                  store=store, limits=limits, pop3=pop3, delivery=delivery,
-                  server=server, dkim=dkim, inbound=inbound, source=source)
+                  store=store, limits=limits, pop3=pop3, imap=imap, smtp=smtp,
+                  delivery=delivery, server=server, dkim=dkim, inbound=inbound, source=source)
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)

@@ -111,3 +111,16 @@ def test_bad_values_name_key_and_value(tmp_path: Path, text: str, needle: str) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_protocol_limits(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[imap]\nidle_timeout = 3600\n[smtp]\nmax_recipients = 50\n"
+                                      "[pop3]\nidle_timeout = 900\n"))
+    assert cfg.imap.idle_timeout == 3600 and cfg.imap.max_connections_per_user_ip == 10
+    assert cfg.smtp.max_recipients == 50 and cfg.smtp.command_timeout == 300
+    assert cfg.pop3.idle_timeout == 900 and cfg.pop3.delete == "expunge"
+    for text, needle in (("[imap]\nidle_timeout = 0\n", "imap.idle_timeout"),
+                         ("[smtp]\nbogus = 1\n", "unknown key smtp.bogus"),
+                         ('[pop3]\nline_timeout = "x"\n', "pop3.line_timeout")):
+        with pytest.raises(ConfigError, match=needle):
+            load_config(write(tmp_path, text))
