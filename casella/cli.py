@@ -78,23 +78,22 @@ async def _with_store(config: Config, fn: Callable[[Any], Awaitable[int]]) -> in
 # --- commands ------------------------------------------------------------------------------
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    from casella import server as server_mod
+    from casella import workers
     from casella.log import setup_logging
 
     setup_logging(args.log_level)
 
-    def ready(srv: "server_mod.Server") -> None:
+    def ready(bound: dict[str, Any]) -> None:
         print(f"casella is running: data in {config.data_dir.resolve()}", flush=True)
-        for name, address in srv.bound.items():
+        for name, address in bound.items():
             print(f"  {name:<12} {address}", flush=True)
+        if config.server.workers > 1:
+            print(f"  ({config.server.workers} worker processes)", flush=True)
         print("Stop with Ctrl-C.", flush=True)
 
-    async def main() -> int:
-        if args.demo:
-            await _ensure_demo(config)
-        return await server_mod.run(config, ready)
-
-    return asyncio.run(main())
+    if args.demo:
+        asyncio.run(_ensure_demo(config))
+    return workers.serve(config, ready)
 
 
 async def _ensure_demo(config: Config) -> None:

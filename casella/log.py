@@ -11,12 +11,21 @@ import logging
 import sys
 
 _FIELDS = ("conn", "proto", "remote", "user")
+_process_label = ""
+
+
+def set_process_label(label: str) -> None:
+    """Name this process in every line (worker processes: `worker=1`)."""
+    global _process_label
+    _process_label = label
 
 
 class LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         parts = [self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), record.levelname.lower(),
                  record.name]
+        if _process_label:
+            parts.append(_process_label)
         for name in _FIELDS:
             value = record.__dict__.get(name)
             if value not in (None, "", "-"):

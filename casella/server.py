@@ -23,6 +23,7 @@ from casella.errors import ConfigError
 from casella.net.listener import ConnectionLimits, ListenerGroup, Service
 from casella.net.tls import server_context
 from casella.store.base import Store
+from casella.store.changes import ChangeBus
 
 log = logging.getLogger("casella.server")
 
@@ -39,66 +40,79 @@ PROVIDERS: dict[str, str] = {
 }
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, bus: ChangeBus | None = None) -> Store:
     if config.store.backend == "sqlite":
         from casella.store.sqlite import SQLiteStore
-        return SQLiteStore(config.data_dir)
+        return SQLiteStore(config.data_dir, bus=bus)
     raise ConfigError(f"store.backend = {config.store.backend!r}: this build has no such "
                       "backend yet")
 
 
+def bind_sockets(config: Config) -> dict[str, socket.socket]:
+    """Bind every listening socket first: as root this happens before privileges are dropped,
+    and a port in use stops start-up before anything else is touched."""
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for name, address in config.listen.items():
+            infos = socket.getaddrinfo(address.host or None, address.port,
+                                       type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, _, _, _, sockaddr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                sock.close()
+                raise ConfigError(f"listen.{name} = {str(address)!r}: cannot listen: "
+                                  f"{exc.strerror or exc}") from exc
+            sock.listen(1024)
+            sock.setblocking(False)
+            sockets[name] = sock
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        raise
+    return sockets
+
+
 class Server:
-    def __init__(self, config: Config) -> None:
+    """One process's share of the service. Alone (workers = 1) it does everything; as one of
+    several workers it gets the sockets already bound, the store already repaired, a bus that
+    reaches the other workers, and only worker 0 runs the background services."""
+
+    def __init__(self, config: Config, *, sockets: dict[str, socket.socket] | None = None,
+                 bus: ChangeBus | None = None, repair: bool = True,
+                 run_background: bool = True) -> None:
         self.config = config
         self.store: Store | None = None
         self.app: App | None = None
         self.listeners: ListenerGroup | None = None
         self.bound: dict[str, HostPort] = {}
-        self._background: list[asyncio.Task[None]] = []
+        self._sockets = sockets
+        self._bus = bus
+        self._repair = repair
+        self._run_background = run_background
         # Long-running services with start()/stop() (the outbound queue runner).
         self.background: list[Any] = []
 
-    def _bind(self) -> dict[str, socket.socket]:
-        """Bind every listening socket first: as root this happens before privileges are
-        dropped, and a port in use stops start-up before anything else is touched."""
-        sockets: dict[str, socket.socket] = {}
-        try:
-            for name, address in self.config.listen.items():
-                infos = socket.getaddrinfo(address.host or None, address.port,
-                                           type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-                family, _, _, _, sockaddr = infos[0]
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    sock.bind(sockaddr)
-                except OSError as exc:
-                    sock.close()
-                    raise ConfigError(f"listen.{name} = {str(address)!r}: cannot listen: "
-                                      f"{exc.strerror or exc}") from exc
-                sock.listen(1024)
-                sock.setblocking(False)
-                sockets[name] = sock
-        except BaseException:
-            for sock in sockets.values():
-                sock.close()
-            raise
-        return sockets
-
     async def start(self) -> None:
         config = self.config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
         tls = server_context(config)
-        sockets = self._bind()
-        try:
-            drop_privileges(config)
-        except BaseException:
-            for sock in sockets.values():
-                sock.close()
-            raise
-        store = open_store(config)
-        await store.open()
+        if self._sockets is None:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            sockets = bind_sockets(config)
+            try:
+                drop_privileges(config)
+            except BaseException:
+                for sock in sockets.values():
+                    sock.close()
+                raise
+        else:
+            sockets = self._sockets
+        store = open_store(config, self._bus)
+        await store.open(repair=self._repair)
         self.store = store
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
                        tls_context=tls)
@@ -115,27 +129,17 @@ class Server:
         for name, address in config.listen.items():
             self.bound[name] = await self.listeners.start(name, address, services[name],
                                                           sock=sockets[name])
-        from casella.smtp.queue import QueueRunner
+        if self._run_background:
+            from casella.smtp.queue import QueueRunner
 
-        self.background.append(QueueRunner(store, config))
+            self.background.append(QueueRunner(store, config))
         for obj in self.background:
             await obj.start()
-        for service in {id(s): s for s in services.values()}.values():
-            starter = getattr(service, "start_background", None)
-            if starter is not None:
-                task = starter()
-                if task is not None:
-                    self._background.append(task)
 
     async def stop(self) -> None:
         for obj in reversed(self.background):
             await obj.stop()
         self.background.clear()
-        for task in self._background:
-            task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        self._background.clear()
         if self.listeners is not None:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
         if self.store is not None:
