@@ -57,7 +57,7 @@ def bind_sockets(config: Config) -> dict[str, socket.socket]:
             infos = socket.getaddrinfo(address.host or None, address.port,
                                        type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family, _, _, _, sockaddr = infos[0]
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

@@ -171,3 +171,24 @@ async def test_long_line_keeps_its_head_and_tail() -> None:
         w.close()
     finally:
         await group.stop(1)
+
+
+async def test_accepted_connections_have_nodelay() -> None:
+    """Without TCP_NODELAY a reply in two writes waits 40 ms for a delayed ACK."""
+    import socket as socket_mod
+    seen: list[int] = []
+
+    class Probe(Echo):
+        async def handle(self, conn: Connection) -> None:
+            sock = conn.transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket_mod.IPPROTO_TCP, socket_mod.TCP_NODELAY))
+            await conn.send(b"ok\r\n")
+
+    group, port = await start(Probe())
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await r.readline() == b"ok\r\n"
+        assert seen and seen[0] != 0
+        w.close()
+    finally:
+        await group.stop(1)
