@@ -134,15 +134,33 @@ class ImapConfig:
     max_connections_per_user_ip: int = 10  # like Dovecot's mail_max_userip_connections
     max_bad_commands: int = 20            # in a row, then BYE
     max_commands_without_progress: int = 1000  # e.g. NOOPs with nothing changing, then BYE
+    literal_minus: bool = False           # advertise LITERAL- instead of LITERAL+ (RFC 7888 §5)
+
+
+_QUOTA_BODY = (
+    "Your mailbox {address} is now {percent}% full: {used} of {limit} are used.\r\n\r\n"
+    "When it is full, new mail to you will be refused. Delete old messages (and empty the\r\n"
+    "Trash) to make room.\r\n")
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Quota warnings (issue 9): one message into INBOX per threshold (80 %, 95 %) crossed
+    upwards. Placeholders: {percent} {address} {used} {limit}."""
+    warning_from: str = ""                # "" = postmaster@<hostname>
+    warning_subject: str = "Your mailbox is {percent}% full"
+    warning_body: str = _QUOTA_BODY
 
 
 @dataclass(frozen=True)
 class SmtpConfig:
     command_timeout: int = 300            # RFC 5321 §4.5.3.2: 5 minutes per command
+    line_timeout: int = 60                # a started command line must end within this
     data_timeout: int = 600               # the whole DATA/BDAT transfer
     max_recipients: int = 100             # per message (452 4.5.3 beyond)
     max_auth_failures: int = 3            # per connection, then 421
-    max_bad_commands: int = 20            # in a row, then 421
+    max_bad_commands: int = 20            # protocol errors (500-504, 555) per connection: 421
+    max_commands_without_progress: int = 100  # NOOP, RSET, VRFY, HELP… between messages: 421
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,7 @@ class InboundConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    workers: int = 1
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
     shutdown_grace_seconds: float = 5.0
     user: str = ""                        # started as root: run as this user after binding
     allow_root: bool = False              # keep running as root (not recommended)
@@ -187,6 +205,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     pop3: Pop3Config = Pop3Config()
     imap: ImapConfig = ImapConfig()
+    quota: QuotaConfig = QuotaConfig()
     smtp: SmtpConfig = SmtpConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     server: ServerConfig = ServerConfig()
@@ -272,7 +291,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "imap", "smtp", "delivery", "server", "dkim", "inbound"}
+                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -368,8 +387,11 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
 
     imap_raw = _section(raw, "imap")
     _check_keys("imap", imap_raw, _field_names(ImapConfig))
-    imap = ImapConfig(**{f.name: _int(f"imap.{f.name}", imap_raw.get(f.name, f.default), 1)
+    imap = ImapConfig(**{f.name: _expect(f"imap.{f.name}", imap_raw.get(f.name, f.default),
+                                         bool, "true or false") if f.type == "bool" else
+                         _int(f"imap.{f.name}", imap_raw.get(f.name, f.default), 1)
                          for f in fields(ImapConfig)})
+    quota = _quota_config(_section(raw, "quota"))
     smtp_raw = _section(raw, "smtp")
     _check_keys("smtp", smtp_raw, _field_names(SmtpConfig))
     smtp = SmtpConfig(**{f.name: _int(f"smtp.{f.name}", smtp_raw.get(f.name, f.default), 1)
@@ -397,7 +419,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     srv_raw = _section(raw, "server")
     _check_keys("server", srv_raw, _field_names(ServerConfig))
     server = ServerConfig(
-        workers=_int("server.workers", srv_raw.get("workers", 1), 1, 256),
+        workers=_int("server.workers", srv_raw.get("workers", os.cpu_count() or 1), 1, 256),
         shutdown_grace_seconds=_seconds("server.shutdown_grace_seconds",
                                         srv_raw.get("shutdown_grace_seconds", 5.0), 600.0),
         user=_expect("server.user", srv_raw.get("user", ""), str, "a user name"),
@@ -406,8 +428,24 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     )
 
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
-                  store=store, limits=limits, pop3=pop3, imap=imap, smtp=smtp,
+                  store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound, source=source)
+
+
+def _quota_config(table: Mapping[str, object]) -> QuotaConfig:
+    _check_keys("quota", table, _field_names(QuotaConfig))
+    d = QuotaConfig()
+    values = {f.name: _expect(f"quota.{f.name}", table.get(f.name, getattr(d, f.name)), str,
+                              "a string") for f in fields(QuotaConfig)}
+    for key in ("warning_subject", "warning_body"):
+        try:
+            values[key].format(percent=80, address="a@b", used="1M", limit="2M")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"quota.{key}: bad placeholder {exc}; use {{percent}}, "
+                              "{address}, {used} or {limit}")
+    if "\n" in values["warning_subject"] or "\r" in values["warning_subject"]:
+        raise ConfigError("quota.warning_subject: must be one line")
+    return QuotaConfig(**values)
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import poplib
 import re
 import signal
 import smtplib
@@ -30,7 +31,7 @@ def children(pid: int) -> set[int]:
     return out
 
 
-def serving_pid(client: imaplib.IMAP4, pids: set[int]) -> int | None:
+def serving_pid(client: imaplib.IMAP4 | poplib.POP3, pids: set[int]) -> int | None:
     """Which worker holds the server side of this client's connection (via /proc)."""
     client_port = client.sock.getsockname()[1]
     inodes = set()
@@ -59,7 +60,8 @@ def test_workers_share_sockets_and_changes(tmp_path: Path) -> None:
     cfg.write_text(f'hostname = "mail.example.test"\ndata_dir = "{tmp_path / "var"}"\n'
                    '[server]\nallow_root = true\nworkers = 2\nshutdown_grace_seconds = 1\n'
                    '[auth]\nallow_plaintext_without_tls = true\n'
-                   '[listen]\nimap = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\n')
+                   '[listen]\nimap = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\n'
+                   'pop3 = "127.0.0.1:0"\n')
     run = [CASELLA, "--config", str(cfg)]
     subprocess.run(run + ["domain", "add", "example.test"], check=True, capture_output=True)
     subprocess.run(run + ["user", "add", "w@example.test", "--password-stdin"], input=b"pw\n",
@@ -111,6 +113,30 @@ def test_workers_share_sockets_and_changes(tmp_path: Path) -> None:
         for c in (first, second):
             c.sock.settimeout(10)
             assert c.readline() == b"* 2 EXISTS\r\n"
+
+        # One POP3 session per maildrop, whichever worker serves it (RFC 1939 §8).
+        pops: dict[int, poplib.POP3] = {}
+        for _ in range(40):
+            p = poplib.POP3("127.0.0.1", ports["pop3"], timeout=10)
+            pid = serving_pid(p, workers)
+            if pid in pops:
+                p.quit()
+                continue
+            pops[pid] = p
+            if len(pops) == 2:
+                break
+        assert len(pops) == 2
+        holder, other = pops.values()
+        holder.user("w@example.test")
+        holder.pass_("pw")
+        other.user("w@example.test")
+        try:
+            other.pass_("pw")
+            raise AssertionError("a second POP3 session got the maildrop")
+        except poplib.error_proto as exc:
+            assert b"[IN-USE]" in exc.args[0]
+        holder.quit()
+        other.close()
 
         # A worker that dies is replaced, and service goes on.
         victim = next(iter(workers))

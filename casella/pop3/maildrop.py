@@ -11,9 +11,13 @@ touch SQL or files (everything goes through the store contract).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import weakref
 from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any
 
 from casella.errors import MailboxExists, MailboxNotFound, StorageError
 from casella.pop3 import proto
@@ -52,20 +56,31 @@ class MessageGone(Pop3Error):
 
 
 class MaildropLocks:
-    """Which accounts have a POP3 session open in this process. Only in-process: once several
-    worker processes serve POP3, this must become a lock in the store."""
+    """Which accounts have a POP3 session open: an flock(2) on one file per account under
+    data_dir/run/pop3, so the lock holds across worker processes and is released by the
+    kernel if a process dies (RFC 1939 §8: one session per maildrop)."""
 
-    def __init__(self) -> None:
-        self._held: set[int] = set()
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._held: dict[int, int] = {}  # account id -> locked file descriptor
 
     def acquire(self, account_id: int) -> bool:
         if account_id in self._held:
             return False
-        self._held.add(account_id)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._dir / f"{account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._held[account_id] = fd
         return True
 
     def release(self, account_id: int) -> None:
-        self._held.discard(account_id)
+        fd = self._held.pop(account_id, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
 
     def held(self, account_id: int) -> bool:
         return account_id in self._held
@@ -74,12 +89,12 @@ class MaildropLocks:
 _locks_by_app: dict[int, MaildropLocks] = {}
 
 
-def locks_for(app: object) -> MaildropLocks:
+def locks_for(app: Any) -> MaildropLocks:
     """The one lock registry of a running App, shared by its `pop3` and `pop3s` listeners."""
     key = id(app)
     locks = _locks_by_app.get(key)
     if locks is None:
-        locks = _locks_by_app[key] = MaildropLocks()
+        locks = _locks_by_app[key] = MaildropLocks(app.config.data_dir / "run" / "pop3")
         weakref.finalize(app, _locks_by_app.pop, key, None)
     return locks
 
