@@ -102,7 +102,7 @@ class Supervisor:
         self.sockets: dict[str, socket.socket] = {}
         self.children: dict[int, int] = {}          # pid -> worker index
         self.relays: dict[int, socket.socket] = {}  # worker index -> supervisor's end
-        self.stopping = False
+        self.stop_requested = False
 
     def bound(self) -> dict[str, HostPort]:
         out = {}
@@ -120,6 +120,8 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
                 ours.close()
                 for other in self.relays.values():
                     other.close()
@@ -169,6 +171,13 @@ class Supervisor:
     def serve(self, on_ready: Callable[[dict[str, HostPort]], None] | None) -> int:
         # The supervisor forks before it has any event loop or store thread running; its
         # own loop (relaying events, watching workers) starts after the fork.
+        def early_stop(signum: int, frame: object) -> None:
+            self.stop_requested = True
+
+        # A signal before the supervising loop runs (e.g. right after "ready") must not be
+        # lost or turn into a KeyboardInterrupt.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, early_stop)
         self._prepare()
         asyncio.run(_repair(self.config))
         for index in range(self.config.server.workers):
@@ -182,6 +191,8 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.stop_requested:
+            stop.set()
         watched: set[int] = set()
 
         def watch() -> None:
