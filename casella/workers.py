@@ -58,10 +58,32 @@ class RelayBus(ChangeBus):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
+                data = b""
+            if not data:
+                # EOF: the supervisor is gone. A worker never outlives it (nobody would stop or
+                # restart it, and a new supervisor would run beside it), and a socket at EOF is
+                # readable for ever, so stop listening to it and stop gracefully.
+                asyncio.get_running_loop().remove_reader(self._relay.fileno())
+                log.error("the supervisor is gone; this worker stops")
+                os.kill(os.getpid(), signal.SIGTERM)
                 return
             if len(data) != _EVENT.size:
                 return
             super().publish(*_EVENT.unpack(data))
+
+
+def _die_with_parent(supervisor_pid: int) -> None:
+    """Linux: have the kernel send SIGTERM to this worker if the supervisor dies (even by
+    SIGKILL), and leave at once if it died before the request took effect."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != supervisor_pid:
+        os._exit(0)
 
 
 def _worker(index: int, config: Config, sockets: dict[str, socket.socket],
@@ -116,12 +138,14 @@ class Supervisor:
         old = self.relays.pop(index, None)
         if old is not None:
             old.close()
+        supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
+                _die_with_parent(supervisor_pid)
                 ours.close()
                 for other in self.relays.values():
                     other.close()
@@ -149,6 +173,9 @@ class Supervisor:
             except OSError:
                 return
             if not data:
+                # The worker is gone; the waitpid poll restarts it. Until then its socket is
+                # readable for ever: stop watching it.
+                asyncio.get_running_loop().remove_reader(sock.fileno())
                 return
             for other, peer in self.relays.items():
                 if other != index:

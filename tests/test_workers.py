@@ -50,6 +50,19 @@ def serving_pid(client: imaplib.IMAP4 | poplib.POP3, pids: set[int]) -> int | No
     return None
 
 
+def running(pids: set[int]) -> list[int]:
+    """The pids still running (a zombie waiting for init to reap it has stopped)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
 def idle(client: imaplib.IMAP4) -> None:
     client.send(client._new_tag() + b" IDLE\r\n")
     assert client.readline().startswith(b"+")
@@ -165,3 +178,34 @@ def test_workers_share_sockets_and_changes(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert not children(proc.pid)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """A worker never outlives its supervisor (nobody would stop or restart it)."""
+    cfg = tmp_path / "casella.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "var"}"\n[server]\nallow_root = true\nworkers = 2\n'
+                   '[listen]\nimap = "127.0.0.1:0"\n')
+    proc = subprocess.Popen([CASELLA, "--config", str(cfg), "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Stop with"):
+                break
+        deadline = time.monotonic() + 30
+        while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and running(workers):
+            time.sleep(0.1)
+        alive = running(workers)
+        for p in alive:
+            os.kill(p, signal.SIGKILL)
+        assert not alive, f"workers {alive} outlived the supervisor"
+    finally:
+        proc.kill()
+        proc.wait()

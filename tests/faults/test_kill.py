@@ -5,6 +5,7 @@ exactly once; nothing partial is visible; quota usage and counters match the mes
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import signal
@@ -32,7 +33,7 @@ def message(tag: str) -> bytes:
 
 def start(cfg: Path) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen([CASELLA, "--config", str(cfg), "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     port = 0
@@ -114,7 +115,7 @@ def test_sigkill_during_smtp_burst(tmp_path: Path) -> None:
         for t in threads:
             t.start()
         time.sleep(rng.uniform(1.0, 2.5))
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole server: supervisor and workers
         proc.wait(timeout=30)
         stop.set()
         for t in threads:
