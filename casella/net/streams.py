@@ -53,7 +53,12 @@ class ServerShutdown(Exception):
 
 
 class StreamTransform(Protocol):
-    """A byte-stream codec placed under the protocol after authentication (COMPRESS)."""
+    """A byte-stream codec placed under the protocol after authentication (COMPRESS).
+
+    `decode` may hand out only part of what its input expands to (a deflate bomb inflates
+    1000:1) and keep the rest; it then reports `pending`, and the connection pauses the
+    transport and calls `decode(b"")` for more as the session reads, so a connection's input
+    stays bounded by the same high-water mark with or without a transform."""
 
     def decode(self, data: bytes) -> bytes: ...
     def encode(self, data: bytes) -> bytes: ...
@@ -123,7 +128,9 @@ class Connection(asyncio.Protocol):
                     self.transport.abort()
                 return
         self._buf += data
-        if len(self._buf) > _READ_HIGH_WATER and not self._paused_reading and self.transport:
+        held_back = self._transform is not None and getattr(self._transform, "pending", False)
+        if (held_back or len(self._buf) > _READ_HIGH_WATER) and not self._paused_reading \
+                and self.transport:
             self._paused_reading = True
             self.transport.pause_reading()
         self._wake()
@@ -161,6 +168,19 @@ class Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _consumed(self) -> None:
+        transform = self._transform
+        while transform is not None and getattr(transform, "pending", False) and \
+                len(self._buf) < _READ_HIGH_WATER // 2:
+            try:
+                self._buf += transform.decode(b"")
+            except Exception as exc:
+                self._lost_exc = exc
+                self._eof = True
+                if self.transport is not None:
+                    self.transport.abort()
+                break
+        if transform is not None and getattr(transform, "pending", False):
+            return  # keep the transport paused until the held-back bytes are read
         if self._paused_reading and len(self._buf) < _READ_HIGH_WATER // 2 and self.transport:
             self._paused_reading = False
             self.transport.resume_reading()

@@ -192,3 +192,55 @@ async def test_accepted_connections_have_nodelay() -> None:
         w.close()
     finally:
         await group.stop(1)
+
+
+async def test_transform_that_holds_back_keeps_the_buffer_bounded() -> None:
+    """A transform whose output is 1000x its input (a deflate bomb) hands it out piecewise:
+    the connection's buffer stays near the high-water mark and every byte arrives in order."""
+    from casella.net import streams
+
+    class Bomb:
+        def __init__(self) -> None:
+            self.backlog = bytearray()
+
+        @property
+        def pending(self) -> bool:
+            return bool(self.backlog)
+
+        def decode(self, data: bytes) -> bytes:
+            for b in data:
+                self.backlog += bytes([b]) * (1 << 20)
+            out = bytes(self.backlog[:64 * 1024])
+            del self.backlog[:64 * 1024]
+            return out
+
+        def encode(self, data: bytes) -> bytes:
+            return data
+
+    peak = 0
+    received = bytearray()
+
+    class Reader(Echo):
+        async def handle(self, conn: Connection) -> None:
+            nonlocal peak
+            await conn.read_line(100, timeout=5)
+            conn.set_transform(Bomb())
+            await conn.send(b"go\r\n")
+            while len(received) < 10 << 20:
+                peak = max(peak, conn.buffered)
+                received.extend(await conn.read_some(32 * 1024, timeout=10))
+            await conn.send(b"done\r\n")
+
+    group, port = await start(Reader())
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"start\r\n")
+        assert await r.readline() == b"go\r\n"
+        w.write(b"abcdefghij")
+        assert await asyncio.wait_for(r.readline(), 30) == b"done\r\n"
+        assert peak <= 2 * streams._READ_HIGH_WATER
+        expected = b"".join(bytes([c]) * (1 << 20) for c in b"abcdefghij")
+        assert bytes(received) == expected
+        w.close()
+    finally:
+        await group.stop(1)
