@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv serve test bench clean
+.PHONY: venv serve test bench fuzz clean
+FUZZ_SECONDS ?= 60
 
 venv: $(STAMP)
 
@@ -22,6 +23,12 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Each atheris target in fuzz/ for FUZZ_SECONDS (FUZZ_TARGETS=imap to pick); crashes land in
+# var/fuzz/artifacts/.
+fuzz: venv
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet atheris
+	$(BIN)/python fuzz/run.py $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

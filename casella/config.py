@@ -123,7 +123,7 @@ class Pop3Config:
     login_timeout: int = 60               # seconds to log in after connecting
     idle_timeout: int = 600               # RFC 1939 §3: at least 10 minutes
     line_timeout: int = 60                # a started command line must end within this
-    max_bad_commands: int = 20            # in a row, then the connection is closed
+    max_bad_commands: int = 20            # per connection, then the connection is closed
 
 
 @dataclass(frozen=True)
@@ -387,10 +387,11 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
 
     imap_raw = _section(raw, "imap")
     _check_keys("imap", imap_raw, _field_names(ImapConfig))
-    imap = ImapConfig(**{f.name: _expect(f"imap.{f.name}", imap_raw.get(f.name, f.default),
-                                         bool, "true or false") if f.type == "bool" else
-                         _int(f"imap.{f.name}", imap_raw.get(f.name, f.default), 1)
-                         for f in fields(ImapConfig)})
+    imap_values: dict[str, Any] = {
+        f.name: _expect(f"imap.{f.name}", imap_raw.get(f.name, f.default), bool,
+                        "true or false") if f.type == "bool" else
+        _int(f"imap.{f.name}", imap_raw.get(f.name, f.default), 1) for f in fields(ImapConfig)}
+    imap = ImapConfig(**imap_values)
     quota = _quota_config(_section(raw, "quota"))
     smtp_raw = _section(raw, "smtp")
     _check_keys("smtp", smtp_raw, _field_names(SmtpConfig))

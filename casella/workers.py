@@ -14,6 +14,7 @@ Per-process by design: connection limits per IP and per user+IP count what one w
 from __future__ import annotations
 
 import asyncio
+import ctypes  # imported here, while root: after the privilege drop it may not be readable
 import logging
 import os
 import signal
@@ -76,8 +77,6 @@ def _die_with_parent(supervisor_pid: int) -> None:
     """Linux: have the kernel send SIGTERM to this worker if the supervisor dies (even by
     SIGKILL), and leave at once if it died before the request took effect."""
     try:
-        import ctypes
-
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except (OSError, AttributeError):

@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable
 
 from casella.app import App
 from casella.auth import sasl
-from casella.errors import CasellaError, QuotaExceeded, StorageError
+from casella.errors import CasellaError, DiskFull, QuotaExceeded, StorageError
 from casella.net.streams import (
     Connection,
     ConnectionClosed,
+    LineTimeout,
     LineTooLong,
     ReadTimeout,
     ServerShutdown,
@@ -39,11 +40,10 @@ from casella.store.model import Account
 
 log = logging.getLogger("casella.pop3")
 
-# RFC 1939 §3: an autologout timer, if any, must be at least 10 minutes.
-IDLE_TIMEOUT = 600.0
-# Syntax errors, unknown commands and commands in the wrong state before the connection is
-# closed (PROMISES P5).
-MAX_BAD_COMMANDS = 10
+# The timeouts and the bad-command budget are `[pop3]` config keys (casella.config.Pop3Config):
+# login_timeout (the whole AUTHORIZATION state), idle_timeout (RFC 1939 §3: an autologout
+# timer must be at least 10 minutes), line_timeout (a started command line must be complete
+# within it: slow-drip clients are cut off) and max_bad_commands (PROMISES P5).
 # Failed logins on one connection before it is closed; the authenticator delays each one.
 MAX_AUTH_FAILURES = 5
 
@@ -77,7 +77,9 @@ class Pop3Session:
         self.pending_user: str | None = None
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
+        self.cfg = app.config.pop3
         self.bad_commands = 0
+        self._login_deadline = conn.loop.time() + self.cfg.login_timeout
         self.auth_failures = 0
         self._closing = False
         self._handlers: dict[type[proto.Command], Callable[[proto.Command], Awaitable[None]]] = {
@@ -109,14 +111,21 @@ class Pop3Session:
             await self.conn.send(proto.ok(GREETING))
             while not self._closing:
                 try:
-                    line = await self.conn.read_line(proto.MAX_AUTH_LINE, IDLE_TIMEOUT)
+                    line = await self.read_line()
                 except LineTooLong as exc:
                     await self._fail(b"?", proto.CommandTooLong(exc.length))
                     continue
                 await self._command(line)
+        except LineTimeout:
+            log.info("command line not completed in time", extra=self._extra)
+            await self._last_words(proto.err("Command line not completed in time; closing."))
         except ReadTimeout:
-            log.info("idle timeout", extra=self._extra)
-            await self._last_words(proto.err("Disconnected for inactivity."))
+            if self.state is State.AUTHORIZATION and self._login_time_left() <= 0:
+                log.info("login timeout", extra=self._extra)
+                await self._last_words(proto.err("Not logged in in time; closing."))
+            else:
+                log.info("idle timeout", extra=self._extra)
+                await self._last_words(proto.err("Disconnected for inactivity."))
         except ServerShutdown:
             await self._last_words(proto.err("Server shutting down; try again shortly.",
                                              "SYS/TEMP"))
@@ -124,6 +133,20 @@ class Pop3Session:
             log.info("connection ended: %s", exc, extra=self._extra)
         finally:
             await self._end()
+
+    def _login_time_left(self) -> float:
+        return self._login_deadline - self.conn.loop.time()
+
+    async def read_line(self) -> bytes:
+        """One line of the client: within the idle timeout (before login: within what is left
+        of the login timeout), and once started, complete within the line timeout."""
+        timeout = float(self.cfg.idle_timeout)
+        if self.state is State.AUTHORIZATION:
+            timeout = min(timeout, self._login_time_left())
+            if timeout <= 0:
+                raise ReadTimeout()
+        return await self.conn.read_line(proto.MAX_AUTH_LINE, timeout,
+                                         line_timeout=float(self.cfg.line_timeout))
 
     async def _last_words(self, reply: bytes) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -171,6 +194,8 @@ class Pop3Session:
         # will not go away by retrying.
         if isinstance(exc, QuotaExceeded):
             return "SYS/PERM", _sentence(exc)
+        if isinstance(exc, DiskFull):
+            return "SYS/TEMP", "The server's disk is full; try again later."
         if isinstance(exc, StorageError):
             return "SYS/TEMP", "The mail store is temporarily unavailable; try again later."
         if isinstance(exc, CasellaError):
@@ -182,7 +207,7 @@ class Pop3Session:
         reply = self._error_reply(exc)
         log.info("%s failed: %s", keyword.decode("ascii", "replace"),
                  reply[5:].rstrip(b"\r\n").decode("utf-8", "replace"), extra=self._extra)
-        if self.bad_commands >= MAX_BAD_COMMANDS:
+        if self.bad_commands >= self.cfg.max_bad_commands:
             await self._last_words(reply + proto.err("Too many bad commands; closing."))
             self._closing = True
             return
@@ -274,7 +299,7 @@ class Pop3Session:
             # RFC 5034 §4: "+ " and the base64 challenge; the answer is one base64 line.
             await self.conn.send(b"+ " + sasl.encode_challenge(step.data) + proto.CRLF)
             try:
-                line = await self.conn.read_line(proto.MAX_AUTH_LINE, IDLE_TIMEOUT)
+                line = await self.read_line()
             except LineTooLong:
                 raise Pop3Error(f"Authentication response longer than {proto.MAX_AUTH_LINE} "
                                 "octets.") from None

@@ -148,6 +148,12 @@ FROM_MISSING = reply(550, "5.6.0", "Message refused: it has no valid From: heade
 HEADER_TOO_BIG = reply(552, "5.3.4", "Message refused: its header is too large")
 NULL_SENDER_SUBMISSION = reply(553, "5.7.1", "The null sender <> cannot be used for submission")
 IDLE_TIMEOUT = reply(421, "4.4.2", "Timeout: closing the connection")
+LINE_TIMEOUT = reply(421, "4.4.2", "Timeout: the command line was not completed in time; "
+                                   "closing the connection")
+DATA_TIMEOUT = reply(421, "4.4.2", "Timeout while receiving the message; nothing was "
+                                   "delivered, closing the connection")
+NO_PROGRESS = reply(421, "4.7.0", "Too many commands without sending a message; closing the "
+                                  "connection")
 TOO_MANY_ERRORS = reply(421, "4.7.0", "Too many errors; closing the connection")
 SHUTTING_DOWN = reply(421, "4.3.2", "Server shutting down; try again later")
 BDAT_NO_TRANSACTION = reply(503, "5.5.1", "BDAT without a transaction; its data was discarded")

@@ -1,8 +1,10 @@
 """One SMTP connection: the state machine, dispatch, and the one place errors become replies.
 
 Lives here: `Session` (greeting, EHLO/HELO, STARTTLS with the RFC 3207 reset, AUTH PLAIN/LOGIN
-over casella.auth, the MAIL/RCPT/DATA/BDAT transaction with PIPELINING reply batching, limits:
-line length, recipients, message size, authentication failures, protocol errors, idle time).
+over casella.auth, the MAIL/RCPT/DATA/BDAT transaction with PIPELINING reply batching, and the
+`[smtp]` limits: line length, recipients, message size, authentication failures, protocol
+errors, commands without progress, the idle time per command, a deadline per command line
+against slow-drip clients and a total time bound on one message's data).
 Policy (who may send or receive) is asked of casella.smtp.policy; storing is done by
 casella.smtp.delivery. Must never: reply 250 to the end of data before the store call returned,
 read pipelined plaintext after STARTTLS, log a password or message content.
@@ -17,13 +19,16 @@ from typing import TYPE_CHECKING
 
 from casella.auth import sasl
 from casella.errors import CasellaError, DiskFull, NotFound, QuotaExceeded, StorageError
+from casella.limits.sendlimit import check_send_limits
 from casella.net.streams import (
     ConnectionClosed,
+    LineTimeout,
     LineTooLong,
     ReadTimeout,
     ServerShutdown,
 )
 from casella.smtp import proto
+from casella.smtp.authcheck import REJECT, add_header, check_inbound, read_staged
 from casella.smtp.data import BdatScanner, DataScanner
 from casella.smtp.delivery import (
     Envelope,
@@ -33,8 +38,6 @@ from casella.smtp.delivery import (
     from_addresses,
     new_message_id,
 )
-from casella.limits.sendlimit import check_send_limits
-from casella.smtp.authcheck import REJECT, add_header, check_inbound, read_staged
 from casella.smtp.policy import LocalTarget, Policy, Role
 from casella.smtp.proto import (
     Auth,
@@ -63,17 +66,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("casella.smtp")
 
-# Fixed limits (the issue's numbers; config keys may come later).
-IDLE_TIMEOUT = 300.0        # seconds without a complete command or data chunk: 421 4.4.2
-MAX_RECIPIENTS = 100        # RFC 5321 §4.5.3.1.8 minimum; beyond: 452 4.5.3
-MAX_AUTH_FAILURES = 3       # then 421 and the connection is closed
-MAX_ERRORS = 20             # protocol errors before 421 (PROMISES P5; Postfix's hard limit)
+# The timeouts and budgets are `[smtp]` config keys (casella.config.SmtpConfig); these are not.
 READ_CHUNK = 64 * 1024
 MAX_PENDING_REPLIES = 64 * 1024   # flush before this much output waits for the pipeline to end
 
 AUTH_LINE_TOO_LONG = proto.reply(500, "5.5.6", "Authentication exchange line is too long")
 INTERNAL_ERROR = proto.reply(421, "4.3.0", "Internal server error; closing the connection")
 _COUNTED_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
+# Commands that move no message forward: after `max_commands_without_progress` of them since
+# the last accepted message the client is cut off (Postfix's smtpd_junk_command_limit).
+_NO_PROGRESS = (Helo, Rset, Noop, Vrfy, Expn, Help)
 
 
 class CloseSession(Exception):
@@ -105,6 +107,8 @@ class _Chunking:
 
     scanner: BdatScanner
     sink: MessageSink
+    deadline: float                       # loop time by which BDAT LAST must have arrived
+    failure: StorageError | None = None   # a write failed: the rest is read and dropped
 
 
 def _describe(cmd: Command) -> str:
@@ -136,8 +140,10 @@ class Session:
         self.account: Account | None = None
         self.tx: Envelope | None = None
         self.chunking: _Chunking | None = None
+        self.limits = self.app.config.smtp
         self.auth_failures = 0
         self.errors = 0
+        self.without_progress = 0
         self._out: list[bytes] = []
         self._out_size = 0
         self._note = ""          # extra detail for the command's log line
@@ -195,16 +201,21 @@ class Session:
             try:
                 try:
                     line = await self.conn.read_line(proto.MAX_COMMAND_LINE,
-                                                     timeout=IDLE_TIMEOUT)
+                                                     timeout=self.limits.command_timeout,
+                                                     line_timeout=self.limits.line_timeout)
                 except LineTooLong:
                     what = "(long line)"
                     raise ReplyError(proto.LINE_TOO_LONG)
                 cmd = parse_command(line)
                 what = _describe(cmd)
+                self._count_progress(cmd)
                 r = await self._dispatch(cmd)
             except CloseSession as exc:
                 self._log(what, exc.reply)
                 await self._close_with(exc.reply, logged=True)
+                return
+            except LineTimeout:
+                await self._close_with(proto.LINE_TIMEOUT)
                 return
             except ReadTimeout:
                 await self._close_with(proto.IDLE_TIMEOUT)
@@ -228,9 +239,17 @@ class Session:
             self.send(r)
             if r.code in _COUNTED_ERRORS:
                 self.errors += 1
-                if self.errors >= MAX_ERRORS:
+                if self.errors >= self.limits.max_bad_commands:
                     await self._close_with(proto.TOO_MANY_ERRORS)
                     return
+
+    def _count_progress(self, cmd: Command) -> None:
+        """PROMISES P5 / issue 7 §3: a client that keeps a connection busy without ever
+        sending a message is cut off; an accepted message starts the count again."""
+        if isinstance(cmd, _NO_PROGRESS):
+            self.without_progress += 1
+            if self.without_progress > self.limits.max_commands_without_progress:
+                raise CloseSession(proto.NO_PROGRESS)
 
     async def _dispatch(self, cmd: Command) -> Reply | None:
         if isinstance(cmd, Helo):
@@ -332,7 +351,9 @@ class Session:
                 self.send(proto.Reply(334, "", (sasl.encode_challenge(step.data).decode(),)))
                 await self.flush()
                 try:
-                    line = await self.conn.read_line(proto.MAX_AUTH_LINE, timeout=IDLE_TIMEOUT)
+                    line = await self.conn.read_line(proto.MAX_AUTH_LINE,
+                                                     timeout=self.limits.command_timeout,
+                                                     line_timeout=self.limits.line_timeout)
                 except LineTooLong:
                     return AUTH_LINE_TOO_LONG
                 step = mech.step(sasl.decode_response(line))
@@ -354,7 +375,7 @@ class Session:
 
     def _auth_failed(self, r: Reply) -> Reply:
         self.auth_failures += 1
-        if self.auth_failures >= MAX_AUTH_FAILURES:
+        if self.auth_failures >= self.limits.max_auth_failures:
             raise CloseSession(proto.AUTH_TOO_MANY)
         return r
 
@@ -396,7 +417,7 @@ class Session:
             return proto.BAD_SEQUENCE
         if cmd.has_params and not self.esmtp:
             return proto.reply(555, "5.5.4", "RCPT parameters need EHLO")
-        if len(tx.recipients) >= MAX_RECIPIENTS:
+        if len(tx.recipients) >= self.limits.max_recipients:
             return proto.TOO_MANY_RECIPIENTS
         if not cmd.recipient.is_ascii and not tx.mail.smtputf8:
             return proto.NEED_SMTPUTF8
@@ -423,33 +444,67 @@ class Session:
         tx.received_at = datetime.now(UTC)
         sink = MessageSink(self.app.store, self.hostname, tx)
         scanner = DataScanner(self.max_size)
+        deadline = self.conn.loop.time() + self.limits.data_timeout
+        failure: StorageError | None = None
         try:
-            await sink.start()
+            try:
+                await sink.start()
+            except StorageError as exc:
+                failure = exc       # still read the data through its end, to stay in step
+                sink.abort()
             self.send(proto.START_DATA)
             await self.flush()
             while True:
-                chunk = await self.conn.read_some(READ_CHUNK, timeout=IDLE_TIMEOUT)
+                chunk = await self.conn.read_some(READ_CHUNK, timeout=self._data_wait(deadline))
                 out, leftover = scanner.feed(chunk)
-                if scanner.refused:
+                if scanner.refused or failure is not None:
                     if not sink.aborted:
                         sink.abort()
                 elif out:
-                    await sink.write(out)
+                    try:
+                        await sink.write(out)
+                    except StorageError as exc:
+                        # PROMISES M2/D2: the disk filled mid-message. The rest of the data
+                        # is read and dropped up to the real terminator, so no line of the
+                        # message is ever taken for a command; the answer comes after it.
+                        failure = exc
+                        sink.abort()
                 if leftover is not None:
                     self.conn.unread(leftover)   # pipelined commands after the end of data
                     break
+        except ReadTimeout:
+            sink.abort()
+            self.tx = None
+            raise CloseSession(proto.DATA_TIMEOUT) from None
         except BaseException:
             # Disconnect, timeout or shutdown in the middle: nothing is stored or queued.
             sink.abort()
             self.tx = None
             raise
+        if failure is not None and not scanner.refused:
+            self.tx = None
+            self._note = f"id={tx.id}"
+            raise failure
         return await self._end_of_message(sink, scanner.bare, scanner.too_big, scanner.size)
+
+    def _data_wait(self, deadline: float) -> float:
+        """How long the next read of message data may wait: the idle time per command, cut
+        short by the total bound on one message's transfer (`data_timeout`)."""
+        remaining = deadline - self.conn.loop.time()
+        if remaining <= 0:
+            raise ReadTimeout()
+        return min(float(self.limits.command_timeout), remaining)
 
     async def _discard(self, n: int) -> None:
         """Read and drop the data of a refused BDAT (RFC 3030 §2: it must still be read)."""
-        while n > 0:
-            chunk = await self.conn.read_some(min(n, READ_CHUNK), timeout=IDLE_TIMEOUT)
-            n -= len(chunk)
+        deadline = self.conn.loop.time() + self.limits.data_timeout
+        try:
+            while n > 0:
+                chunk = await self.conn.read_some(min(n, READ_CHUNK),
+                                                  timeout=self._data_wait(deadline))
+                n -= len(chunk)
+        except ReadTimeout:
+            raise CloseSession(proto.DATA_TIMEOUT) from None
 
     async def _bdat(self, cmd: Bdat) -> Reply:
         tx = self.tx
@@ -466,24 +521,41 @@ class Session:
         if self.chunking is None:
             tx.received_at = datetime.now(UTC)
             sink = MessageSink(self.app.store, self.hostname, tx)
-            self.chunking = _Chunking(BdatScanner(self.max_size), sink)
-            await sink.start()
+            self.chunking = _Chunking(BdatScanner(self.max_size), sink,
+                                      self.conn.loop.time() + self.limits.data_timeout)
+            try:
+                await sink.start()
+            except StorageError as exc:
+                self.chunking.failure = exc
+                sink.abort()
         st = self.chunking
         remaining = cmd.size
         try:
             while remaining > 0:
                 chunk = await self.conn.read_some(min(remaining, READ_CHUNK),
-                                                  timeout=IDLE_TIMEOUT)
+                                                  timeout=self._data_wait(st.deadline))
                 remaining -= len(chunk)
                 out = st.scanner.feed(chunk)
-                if st.scanner.refused:
+                if st.scanner.refused or st.failure is not None:
                     if not st.sink.aborted:
                         st.sink.abort()
                 elif out:
-                    await st.sink.write(out)
+                    try:
+                        await st.sink.write(out)
+                    except StorageError as exc:
+                        st.failure = exc     # the chunk is still read through its end
+                        st.sink.abort()
+        except ReadTimeout:
+            self._reset_transaction()
+            raise CloseSession(proto.DATA_TIMEOUT) from None
         except BaseException:
             self._reset_transaction()
             raise
+        if st.failure is not None:
+            # The transaction is over (RFC 3030 §2: later chunks get 503 and are discarded).
+            failure = st.failure
+            self._reset_transaction()
+            raise failure
         if st.scanner.refused:
             # The transaction is over; later chunks of it get 503 and are discarded.
             self._note = f"size>={st.scanner.size}"
@@ -537,8 +609,11 @@ class Session:
                     r.resolution.local = [LocalTarget(t.account, verdict.mailbox)
                                           for t in r.resolution.local]
         try:
-            return await commit(self.app.store, self.hostname, env, local, queued, sink,
-                                self.conn.describe())
+            result = await commit(self.app.store, self.hostname, env, local, queued, sink,
+                                  self.conn.describe())
+            if result.positive:
+                self.without_progress = 0
+            return result
         finally:
             for blob in (local, queued):
                 if blob is not None:

@@ -9,7 +9,13 @@ import time
 
 from casella.config import HostPort
 from casella.net.listener import ListenerGroup
-from casella.net.streams import Connection, LineTimeout, LineTooLong, ReadTimeout
+from casella.net.streams import (
+    Connection,
+    ConnectionClosed,
+    LineTimeout,
+    LineTooLong,
+    ReadTimeout,
+)
 
 
 class Lines:
@@ -40,7 +46,7 @@ class Lines:
             except LineTooLong:
                 await conn.send(b"TOOLONG\r\n")
                 continue
-            except Exception:
+            except (ConnectionClosed, OSError):
                 return
             await conn.send(b"OK " + line + b"\r\n")
 

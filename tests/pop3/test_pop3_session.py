@@ -395,9 +395,9 @@ def test_command_line_limit(plain: Any) -> None:
 
 
 def test_too_many_bad_commands_disconnect(plain: Any) -> None:
-    """PROMISES P5: repeated protocol errors end the connection."""
+    """PROMISES P5: repeated protocol errors end the connection (`[pop3] max_bad_commands`)."""
     c = Raw(plain.port("pop3"))
-    for i in range(9):
+    for i in range(plain.config.pop3.max_bad_commands - 1):
         assert c.cmd(b"BOGUS").startswith(b"-ERR Unknown command")
     assert c.cmd(b"BOGUS").startswith(b"-ERR Unknown command")
     assert c.line() == b"-ERR Too many bad commands; closing."
@@ -433,21 +433,20 @@ def test_refuse_line(plain: Any) -> None:
         b"-ERR [SYS/TEMP] Too many connections; try again later.\r\n"  # type: ignore[arg-type]
 
 
-def test_idle_timeout_logs_out_without_update(plain: Any, monkeypatch: pytest.MonkeyPatch
-                                              ) -> None:
+def test_idle_timeout_logs_out_without_update(make_server: Any) -> None:
     """RFC 1939 §3: the autologout timer closes the session without entering UPDATE (the
-    real timer is 10 minutes; shortened here)."""
-    from casella.pop3 import session
-    monkeypatch.setattr(session, "IDLE_TIMEOUT", 0.5)
-    c = Raw(plain.port("pop3"))
-    c.login(plain.user)
+    real timer is 10 minutes, `[pop3] idle_timeout`; shortened here)."""
+    from tests.pop3.util import deliver_all, message
+    srv = make_server(auth={"allow_plaintext_without_tls": True}, pop3={"idle_timeout": 1})
+    deliver_all(srv, add_user(srv, USER), [message(f"m{i}") for i in range(3)])
+    c = Raw(srv.port("pop3"))
+    c.login(USER)
     c.cmd(b"DELE 1")
     assert c.line() == b"-ERR Disconnected for inactivity."
     assert c.closed()
-    monkeypatch.undo()
-    again = Raw(plain.port("pop3"))
+    again = Raw(srv.port("pop3"))
     for _ in range(50):
-        reply = again.login(plain.user)
+        reply = again.login(USER)
         if reply.startswith(b"+OK"):
             break
         time.sleep(0.1)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from casella.smtp import session as smtp_session
 from tests.smtp.helpers import MESSAGE, Raw, add_users, messages, queue, tmp_files
 
 
@@ -175,9 +174,10 @@ def test_long_line_and_too_many_recipients(server: Any) -> None:
     assert len(messages(server, "alice@example.test")) == 1
 
 
-def test_idle_timeout(server: Any, monkeypatch: Any) -> None:
-    """Issue 5 §7: an idle client is told 421 4.4.2 and disconnected."""
-    monkeypatch.setattr(smtp_session, "IDLE_TIMEOUT", 0.3)
+def test_idle_timeout(make_server: Any) -> None:
+    """Issue 5 §7: an idle client is told 421 4.4.2 and disconnected (`[smtp]
+    command_timeout`)."""
+    server = make_server(smtp={"command_timeout": 1})
     with Raw(server.port("smtp")) as c:
         code, text = c.reply()
         assert (code, text[:5]) == (421, "4.4.2")

@@ -1,0 +1,26 @@
+"""The attack suite's guard: no attack may crash a session or make the server log an internal
+error with a traceback (PROMISES P3: hostile input gets the protocol's own error)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tests.attack.util import ErrorLog
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(request: pytest.FixtureRequest) -> Iterator[ErrorLog]:
+    errors = ErrorLog()
+    logger = logging.getLogger("casella")
+    logger.addHandler(errors)
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(errors)
+    if request.node.get_closest_marker("xfail") is not None:
+        return      # a known failure (see its reason); the test itself says whether it holds
+    crashes = [r for r in errors.records if r.exc_info]
+    assert not crashes, [f"{r.name}: {r.getMessage()}" for r in crashes]
