@@ -26,8 +26,9 @@ class Pop3Service:
         await Pop3Session(self.app, conn, self.locks, implicit_tls=self.implicit_tls).run()
 
     def refuse(self, conn: Connection, reason: str) -> bytes:
-        # RFC 3206 §4 SYS/TEMP: a temporary condition on the server's side.
-        return proto.err(f"{reason[:1].upper()}{reason[1:]}; try again later.", "SYS/TEMP")
+        # RFC 2449 §8.1.2 IN-USE, as issue 7 asks (and as the maildrop lock answers): the
+        # client shows "try again later" instead of a password prompt.
+        return proto.err(f"{reason[:1].upper()}{reason[1:]}; try again later.", "IN-USE")
 
 
 def services(app: App) -> dict[str, Service]:

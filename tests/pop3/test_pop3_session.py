@@ -430,7 +430,7 @@ def test_refuse_line(plain: Any) -> None:
     from casella.pop3.server import services
     svc = services(plain.app)["pop3"]
     assert svc.refuse(None, "too many connections") == \
-        b"-ERR [SYS/TEMP] Too many connections; try again later.\r\n"  # type: ignore[arg-type]
+        b"-ERR [IN-USE] Too many connections; try again later.\r\n"  # type: ignore[arg-type]
 
 
 def test_idle_timeout_logs_out_without_update(make_server: Any) -> None:
