@@ -1,8 +1,10 @@
 """Typed IMAP commands: what the parser produces and the handlers consume.
 
 Lives here: one frozen dataclass per command (RFC 3501 §6, RFC 9051 §6 and the extensions
-casella offers), the FETCH attribute and SEARCH key types, and `ExternalLiteral`, the stand-in
-for a literal the session streamed somewhere else (a large APPEND body). Mailbox names stay raw
+casella offers: CONDSTORE/QRESYNC, QUOTA, SORT/THREAD, MULTIAPPEND, BINARY, COMPRESS, NOTIFY,
+OBJECTID, SAVEDATE, PREVIEW, WITHIN), the FETCH attribute and SEARCH key types, and
+`ExternalLiteral`, the stand-in for a literal the session streamed somewhere else (a large
+APPEND body). Mailbox names stay raw
 bytes here: decoding modified UTF-7 is the session's job because a bad name is `NO`, not `BAD`.
 Must never: import asyncio, config, the store or any I/O.
 """
@@ -78,14 +80,26 @@ class Namespace:
 
 
 @dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """SELECT ... (QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])) (RFC 7162 §3.2.5)."""
+    uidvalidity: int
+    modseq: int
+    known_uids: SeqSet | None = None
+    seq_match: tuple[SeqSet, SeqSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select:
     mailbox: bytes
     readonly: bool = False          # EXAMINE
+    condstore: bool = False         # (CONDSTORE), RFC 7162 §3.1.8
+    qresync: QresyncParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Create:
     mailbox: bytes
+    special_use: tuple[str, ...] = ()   # CREATE ... (USE (\Drafts)), RFC 6154 §3
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +141,8 @@ class Lsub:
     pattern: bytes
 
 
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED",
+                "HIGHESTMODSEQ", "DELETED-STORAGE", "MAILBOXID", "APPENDLIMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +152,20 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
-class Append:
-    mailbox: bytes
+class AppendMessage:
+    """One message of an APPEND (several with MULTIAPPEND, RFC 3502). `binary`: sent as a
+    literal8 `~{n}` (RFC 3516 §4.4); `utf8`: in the UTF8 (...) data extension (RFC 6855 §4)."""
     flags: tuple[str, ...]
     date: datetime.datetime | None
     message: bytes | ExternalLiteral = field(repr=False)
+    binary: bool = False
+    utf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    mailbox: bytes
+    messages: tuple[AppendMessage, ...]
 
 
 # --- selected -----------------------------------------------------------------------------
@@ -187,6 +211,7 @@ class Store:
     mode: str                       # "add" | "remove" | "replace"
     silent: bool
     flags: tuple[str, ...]
+    unchangedsince: int | None = None   # RFC 7162 §3.1.3
 
 
 # FETCH -------------------------------------------------------------------------------------
@@ -218,22 +243,26 @@ def _quote_field(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class FetchAtt:
     """One FETCH data item. `name` is ENVELOPE, FLAGS, INTERNALDATE, RFC822.SIZE, BODY,
-    BODYSTRUCTURE, UID, RFC822, RFC822.HEADER, RFC822.TEXT or BODY[] (with `section`)."""
+    BODYSTRUCTURE, UID, RFC822, RFC822.HEADER, RFC822.TEXT, MODSEQ (RFC 7162), EMAILID,
+    THREADID (RFC 8474), SAVEDATE (RFC 8514), PREVIEW (RFC 8970), BODY[] (with `section`),
+    BINARY[] or BINARY.SIZE[] (RFC 3516, `section.part` only)."""
     name: str
     section: Section | None = None
     peek: bool = False
     partial: tuple[int, int] | None = None    # <origin.octets>
+    lazy: bool = False                        # PREVIEW (LAZY), RFC 8970 §3.1
 
     @property
     def sets_seen(self) -> bool:
-        """Fetching this marks the message \\Seen (RFC 9051 §6.4.5)."""
-        if self.name == "BODY[]":
+        """Fetching this marks the message \\Seen (RFC 9051 §6.4.5, RFC 3516 §4.2)."""
+        if self.name in ("BODY[]", "BINARY[]"):
             return not self.peek
         return self.name in ("RFC822", "RFC822.TEXT")
 
     @property
     def needs_static(self) -> bool:
-        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID")
+        return self.name not in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "MODSEQ",
+                                 "EMAILID", "THREADID", "SAVEDATE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +270,8 @@ class Fetch:
     uid: bool
     messages: SeqSet
     items: tuple[FetchAtt, ...]
+    changedsince: int | None = None   # RFC 7162 §3.1.4
+    vanished: bool = False            # RFC 7162 §3.2.6 (UID FETCH only)
 
 
 # SEARCH ------------------------------------------------------------------------------------
@@ -302,6 +333,33 @@ class SUid:
 
 
 @dataclass(frozen=True, slots=True)
+class SModseq:
+    """MODSEQ [entry-name entry-type] n (RFC 7162 §3.1.5): messages with a MODSEQ >= n."""
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SWithin:
+    """OLDER / YOUNGER n (RFC 5032): internal date more / less than n seconds ago."""
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SSaveDate:
+    """SAVEDBEFORE SAVEDON SAVEDSINCE (RFC 8514 §4.2); `op` None is SAVEDATESUPPORTED."""
+    op: str | None
+    date: datetime.date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SObjectId:
+    """EMAILID / THREADID objectid (RFC 8474 §6)."""
+    kind: str                       # "EMAILID" | "THREADID"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class SNot:
     key: SearchKey
 
@@ -317,7 +375,8 @@ class SAnd:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey = SAll | SFlag | SRecent | SDate | SSize | SHeader | SText | SSeq | SUid | SNot | SOr | SAnd
+SearchKey = (SAll | SFlag | SRecent | SDate | SSize | SHeader | SText | SSeq | SUid | SNot | SOr
+             | SAnd | SModseq | SWithin | SSaveDate | SObjectId)
 
 SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
 
@@ -330,6 +389,86 @@ class Search:
     returns: tuple[str, ...] | None = None    # RETURN (...) given (RFC 4731 / RFC 9051 §6.4.4)
 
 
+# SORT / THREAD (RFC 5256, RFC 5957) ---------------------------------------------------------
+
+SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM",
+             "DISPLAYTO")
+THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    key: str                        # one of SORT_KEYS
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    uid: bool
+    criteria: tuple[SortKey, ...]
+    charset: str
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    uid: bool
+    algorithm: str                  # one of THREAD_ALGORITHMS
+    charset: str
+    key: SearchKey
+
+
+# QUOTA (RFC 9208) ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GetQuota:
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRoot:
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    root: bytes
+    limits: tuple[tuple[str, int], ...]
+
+
+# COMPRESS (RFC 4978) and NOTIFY (RFC 5465) ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    mechanism: str
+
+
+NOTIFY_MESSAGE_EVENTS = ("MESSAGENEW", "MESSAGEEXPUNGE", "FLAGCHANGE", "ANNOTATIONCHANGE")
+NOTIFY_MAILBOX_EVENTS = ("MAILBOXNAME", "SUBSCRIPTIONCHANGE", "MAILBOXMETADATACHANGE",
+                         "SERVERMETADATACHANGE")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    name: str                       # upper case, e.g. MESSAGENEW
+    fetch: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """`(filter events)`: filter is SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED,
+    SUBTREE or MAILBOXES (the last two with `mailboxes`); `events` None means NONE."""
+    filter: str
+    mailboxes: tuple[bytes, ...]
+    events: tuple[NotifyEvent, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    groups: tuple[NotifyGroup, ...] | None     # None: NOTIFY NONE
+    status: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Idle:
     pass
@@ -338,7 +477,7 @@ class Idle:
 Command = (Capability | Noop | Logout | Id | StartTLS | Authenticate | Login | Enable | Namespace
            | Select | Create | Delete | Rename | Subscribe | Unsubscribe | List | Lsub | Status
            | Append | Check | Close | Unselect | Expunge | Copy | Move | Store | Fetch | Search
-           | Idle)
+           | Idle | Sort | Thread | GetQuota | GetQuotaRoot | SetQuota | Compress | Notify)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,21 @@
-"""FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 3501 §6.4.5, §7.4.2).
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 3501 §6.4.5, §7.4.2) with the extension
+items and modifiers: MODSEQ, CHANGEDSINCE and VANISHED (RFC 7162 §3.1.4, §3.2.6), BINARY[],
+BINARY.SIZE[] (RFC 3516), EMAILID / THREADID (RFC 8474), SAVEDATE (RFC 8514), PREVIEW
+(RFC 8970).
 
 Lives here: resolving the message set in batches, one store round trip per batch for metadata
-and one for the precomputed static data (ENVELOPE, BODYSTRUCTURE, BODY and the header block are
-stored rendered at delivery), implicit \\Seen for BODY[...] / RFC822 / RFC822.TEXT, body
-sections cut from the stored message with `casella.mail.sections` offsets, and large sections
-streamed in pieces straight to the client. A stored message is never parsed again here.
-Must never: touch SQL or files directly, send EXPUNGE (X1), or hold a whole large body in memory.
+and one for the precomputed static data (ENVELOPE, BODYSTRUCTURE, BODY, the header block and the
+preview are stored rendered at delivery), implicit \\Seen for BODY[...] / BINARY[...] / RFC822 /
+RFC822.TEXT, body sections cut from the stored message with `casella.mail.sections` offsets,
+and large sections streamed in pieces straight to the client. A stored message is never parsed
+again here. Must never: touch SQL or files directly, send EXPUNGE (X1), or hold a whole large
+body in memory (BINARY decodes one part, bounded by the message size limit).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,13 +23,21 @@ from casella import errors as ce
 from casella.imap import commands as c
 from casella.imap import responses as r
 from casella.imap import seqset
-from casella.imap.errors import Bye, No
-from casella.mail.sections import Part, filter_header_fields, load_parts, section_range
-from casella.store.model import SEEN, MessageMeta, MessageStatic
+from casella.imap.errors import Bad, Bye, No
+from casella.mail.sections import (
+    Part,
+    decode_transfer,
+    filter_header_fields,
+    load_parts,
+    section_range,
+)
+from casella.store.model import SEEN, MessageIds, MessageMeta, MessageStatic
 
 if TYPE_CHECKING:
     from casella.imap.selected import SelectedView
     from casella.imap.session import Done, Session
+
+log = logging.getLogger("casella.imap")
 
 BATCH = 1000                     # messages per store round trip
 STREAM_THRESHOLD = 256 * 1024    # sections above this are written in pieces
@@ -49,13 +62,52 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
 
     view = s.selected
     assert view is not None
+    if cmd.vanished and not s.qresync:
+        raise Bad("VANISHED needs ENABLE QRESYNC first")       # RFC 7162 §3.2.6
+    newly = False
+    if cmd.changedsince is not None or any(i.name == "MODSEQ" for i in cmd.items):
+        newly = s.enable_condstore()         # RFC 7162 §3.1: a CONDSTORE enabling command
     uids = view.resolve(cmd.messages, cmd.uid, s.saved_search)
-    items = cmd.items
+    if cmd.vanished:
+        assert cmd.changedsince is not None
+        s.write(await vanished_earlier(s, view, uids, cmd.messages, cmd.changedsince))
+    missing = await render(s, view, uids, cmd.items, cmd.changedsince)
+    if missing and not cmd.uid:
+        # RFC 2180 §4.1.3, as Dovecot does: the others were answered.
+        raise No("Some of the requested messages no longer exist", "EXPUNGEISSUED")
+    if newly:
+        # RFC 7162 §3.1: the first CONDSTORE enabling command while a mailbox is selected
+        # tells the client the mailbox's HIGHESTMODSEQ.
+        return Done("FETCH completed", f"HIGHESTMODSEQ {view.modseq}")
+    return Done("FETCH completed")
+
+
+async def vanished_earlier(s: Session, view: SelectedView, uids: list[int],
+                           messages: seqset.SeqSet, modseq: int) -> bytes:
+    """`* VANISHED (EARLIER) set` for UIDs of the command's set expunged after `modseq`
+    (RFC 7162 §3.2.6), before any FETCH response. The set may name UIDs the view no longer
+    has, so it is resolved against the UIDs ever given out, not the ones present."""
+    largest = max(view.uidnext - 1, 0)
+    ranges = messages.resolve(largest) if not messages.saved else seqset.ranges_of(uids)
+    gone = [u for u in await s.store.vanished_since(view.mailbox_id, modseq)
+            if view.seq_of(u) is None and any(lo <= u <= hi for lo, hi in ranges)]
+    if not gone:
+        return b""
+    return b"* VANISHED (EARLIER) " + seqset.compress(gone) + b"\r\n"
+
+
+async def render(s: Session, view: SelectedView, uids: list[int],
+                 items: tuple[c.FetchAtt, ...], changedsince: int | None = None) -> int:
+    """Write the FETCH responses for these UIDs (ascending); returns how many were missing."""
     need_static = any(i.needs_static for i in items)
+    need_ids = any(i.name in ("EMAILID", "THREADID") for i in items)
     sets_seen = not view.readonly and any(i.sets_seen for i in items)
     wants_flags = any(i.name == "FLAGS" for i in items)
+    wants_modseq = any(i.name == "MODSEQ" for i in items)
     names = tuple(i.name for i in items)
     simple = all(name in _SIMPLE for name in names)
+    binary = [i for i in items if i.name in ("BINARY[]", "BINARY.SIZE") and i.section and
+              i.section.part]
     missing = 0
     for start in range(0, len(uids), BATCH):
         chunk = uids[start:start + BATCH]
@@ -66,19 +118,36 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
             continue
         metas = await s.store.fetch_meta(view.mailbox_id, seqset.ranges_of(chunk))
         missing += len(chunk) - len(metas)
+        if changedsince is not None:
+            metas = [m for m in metas if m.modseq > changedsince]
+            if not metas:
+                continue
+        statics: dict[int, MessageStatic] = {}
+        if need_static:
+            statics = await s.store.fetch_static([m.blob_id for m in metas])
+        if binary:
+            # RFC 3516 §4.3: refuse before anything changes (no \Seen for a failed FETCH).
+            for meta in metas:
+                _check_binary(statics.get(meta.blob_id), binary)
         seen_changed: set[int] = set()
         if sets_seen:
             unseen = [m.uid for m in metas if not m.has(SEEN)]
             if unseen:
-                res = await s.store.store_flags(view.mailbox_id, seqset.ranges_of(unseen),
-                                                "add", [SEEN])
-                view.note_own(res.changed)
-                updated = {m.uid: m for m in res.changed}
-                seen_changed = set(updated)
-                metas = [updated.get(m.uid, m) for m in metas]
-        statics: dict[int, MessageStatic] = {}
-        if need_static:
-            statics = await s.store.fetch_static([m.blob_id for m in metas])
+                try:
+                    res = await s.store.store_flags(view.mailbox_id, seqset.ranges_of(unseen),
+                                                    "add", [SEEN])
+                except ce.StorageError as exc:
+                    # Issue 7 §6: reading goes on when the disk is full; only \Seen is lost.
+                    log.warning("Seen flag not set: %s", exc, extra=s.log_extra())
+                else:
+                    view.note_own(res.changed)
+                    updated = {m.uid: m for m in res.changed}
+                    seen_changed = set(updated)
+                    metas = [updated.get(m.uid, m) for m in metas]
+        ids: dict[int, MessageIds] = {}
+        if need_ids:
+            ids = {m.uid: m for m in await s.store.fetch_ids(
+                view.mailbox_id, seqset.ranges_of([m.uid for m in metas]))}
         out = bytearray()
         view_uids = view.uids
         n = len(view_uids)
@@ -91,10 +160,15 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
                 continue
             static = statics.get(meta.blob_id)
             add_flags = meta.uid in seen_changed and not wants_flags
-            if simple and not add_flags:
-                out += b"* %d FETCH (%s)\r\n" % (idx + 1, _simple(view, meta, static, names))
+            add_modseq = meta.uid in seen_changed and view.condstore and not wants_modseq
+            if simple and not add_flags and not add_modseq:
+                out += b"* %d FETCH (%s)\r\n" % (
+                    idx + 1, _simple(view, meta, static, names, ids.get(meta.uid)))
                 continue
-            pieces = _render(view, meta, static, items, add_flags)
+            pieces = _render(view, meta, static, items, add_flags, ids.get(meta.uid))
+            if add_modseq:
+                # RFC 7162 §3.1.4: a FETCH that set \Seen reports the new MODSEQ.
+                pieces.append(b" MODSEQ (%d)" % meta.modseq)
             await _emit(s, out, b"* %d FETCH (" % (idx + 1), pieces)
             if len(out) >= OUTPUT_CHUNK:
                 s.write(bytes(out))
@@ -102,10 +176,7 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
                 await s.flush()
         s.write(bytes(out))
         await s.flush()
-    if missing and not cmd.uid:
-        # RFC 2180 §4.1.3, as Dovecot does: the others were answered.
-        raise No("Some of the requested messages no longer exist", "EXPUNGEISSUED")
-    return Done("FETCH completed")
+    return missing
 
 
 async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]) -> None:
@@ -120,6 +191,14 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
             header = await s.store.read_blob(piece.digest, piece.start, piece.length)
             out += _partial_bytes(filter_header_fields(header, piece.fields, piece.exclude),
                                   piece.partial)
+            continue
+        if isinstance(piece, _Binary):
+            raw = await s.store.read_blob(piece.digest, piece.start, piece.length)
+            data = decode_transfer(raw, piece.encoding)
+            if piece.size_only:
+                out += b"%d" % len(data)
+            else:
+                out += _binary_bytes(data, piece.partial)
             continue
         if piece.length <= STREAM_THRESHOLD:
             out += await s.store.read_blob(piece.digest, piece.start, piece.length)
@@ -143,36 +222,75 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
 
 
 _SIMPLE = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE",
-                     "BODYSTRUCTURE", "BODY"})
+                     "BODYSTRUCTURE", "BODY", "MODSEQ", "SAVEDATE", "EMAILID", "THREADID",
+                     "PREVIEW"})
+
+
+def email_id(digest: str) -> str:
+    """EMAILID (RFC 8474 §5.1): from the content's digest, so copies of one stored message
+    share it and different messages never do."""
+    return "M" + digest[:24]
+
+
+def thread_id(thread: int) -> str | None:
+    return f"T{thread:x}" if thread else None
+
+
+def _meta_item(view: SelectedView, meta: MessageMeta, name: str,
+               ids: MessageIds | None) -> bytes | None:
+    """The items that come from metadata alone (None for the others)."""
+    if name == "UID":
+        return b"UID %d" % meta.uid
+    if name == "FLAGS":
+        return b"FLAGS " + r.flag_list(view.flags_of(meta))
+    if name == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % meta.size
+    if name == "INTERNALDATE":
+        return b"INTERNALDATE " + r.internaldate(meta.internaldate)
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % meta.modseq
+    if name == "SAVEDATE":
+        return b"SAVEDATE " + r.internaldate(meta.savedate)      # RFC 8514 §4.1
+    if name == "EMAILID":
+        return (b"EMAILID (" + email_id(ids.digest).encode("ascii") + b")") if ids else \
+            b"EMAILID NIL"
+    if name == "THREADID":
+        tid = thread_id(ids.thread_id) if ids else None
+        return b"THREADID (" + tid.encode("ascii") + b")" if tid else b"THREADID NIL"
+    return None
 
 
 def _simple(view: SelectedView, meta: MessageMeta, static: MessageStatic | None,
-            names: Sequence[str]) -> bytes:
+            names: Sequence[str], ids: MessageIds | None = None) -> bytes:
     """The items that come from metadata and the stored static data only (the whole-mailbox
     fetches clients do when they open a folder), rendered straight to bytes."""
     parts: list[bytes] = []
     for name in names:
-        if name == "UID":
-            parts.append(b"UID %d" % meta.uid)
-        elif name == "FLAGS":
-            parts.append(b"FLAGS " + r.flag_list(view.flags_of(meta)))
-        elif name == "RFC822.SIZE":
-            parts.append(b"RFC822.SIZE %d" % meta.size)
-        elif name == "INTERNALDATE":
-            parts.append(b"INTERNALDATE " + r.internaldate(meta.internaldate))
+        item = _meta_item(view, meta, name, ids)
+        if item is not None:
+            parts.append(item)
         elif static is None:
             parts.append(name.encode() + b" NIL")
         elif name == "ENVELOPE":
             parts.append(b"ENVELOPE " + static.envelope)
         elif name == "BODYSTRUCTURE":
             parts.append(b"BODYSTRUCTURE " + static.bodystructure)
+        elif name == "PREVIEW":
+            parts.append(_preview(static))
         else:
             parts.append(b"BODY " + static.body)
     return b" ".join(parts)
 
 
+def _preview(static: MessageStatic) -> bytes:
+    """RFC 8970 §3: computed at delivery, so LAZY never has to answer NIL; a message without
+    text has an empty preview."""
+    return b"PREVIEW " + r.string(static.preview.encode("utf-8"))
+
+
 def _render(view: SelectedView, meta: MessageMeta, static: MessageStatic | None,
-            items: Sequence[c.FetchAtt], add_flags: bool) -> list[Piece]:
+            items: Sequence[c.FetchAtt], add_flags: bool,
+            ids: MessageIds | None = None) -> list[Piece]:
     out: list[Piece] = []
     parts_tree: list[Part | None] = []
 
@@ -190,14 +308,9 @@ def _render(view: SelectedView, meta: MessageMeta, static: MessageStatic | None,
             out.append(b" ")
         first = False
         name = item.name
-        if name == "UID":
-            out.append(b"UID %d" % meta.uid)
-        elif name == "FLAGS":
-            out.append(b"FLAGS " + r.flag_list(view.flags_of(meta)))
-        elif name == "INTERNALDATE":
-            out.append(b"INTERNALDATE " + r.internaldate(meta.internaldate))
-        elif name == "RFC822.SIZE":
-            out.append(b"RFC822.SIZE %d" % meta.size)
+        simple = _meta_item(view, meta, name, ids)
+        if simple is not None:
+            out.append(simple)
         elif static is None:
             out.append(name.encode() + b" NIL")
         elif name == "ENVELOPE":
@@ -206,6 +319,10 @@ def _render(view: SelectedView, meta: MessageMeta, static: MessageStatic | None,
             out.append(b"BODYSTRUCTURE " + static.bodystructure)
         elif name == "BODY":
             out.append(b"BODY " + static.body)
+        elif name == "PREVIEW":
+            out.append(_preview(static))
+        elif name in ("BINARY[]", "BINARY.SIZE"):
+            out += _binary(static, item, tree)
         elif name == "RFC822":
             out += [b"RFC822 ", *_range(static, 0, static.size)]
         elif name == "RFC822.HEADER":
@@ -291,3 +408,93 @@ class _HeaderFilter(_Slice):
         self.fields = fields
         self.exclude = exclude
         self.partial = partial
+
+
+def _binary_bytes(data: bytes, partial: tuple[int, int] | None) -> bytes:
+    """RFC 3516 §4.2: the decoded content, as a literal8 when it holds NUL."""
+    if partial is not None:
+        origin, length = partial
+        data = data[origin:origin + length]
+    if b"\x00" in data:
+        return b"~{%d}\r\n" % len(data) + data
+    return r.literal(data) if data else b'""'
+
+
+class _Binary(_Slice):
+    """BINARY[part] / BINARY.SIZE[part]: read the part's body, undo its transfer encoding."""
+    __slots__ = ("encoding", "partial", "size_only")
+
+    def __init__(self, digest: str, start: int, length: int, encoding: str,
+                 partial: tuple[int, int] | None, size_only: bool) -> None:
+        super().__init__(digest, start, length)
+        self.encoding = encoding
+        self.partial = partial
+        self.size_only = size_only
+
+
+_KNOWN_CTE = ("", "7bit", "8bit", "binary", "base64", "quoted-printable")
+
+
+def _binary(static: MessageStatic, item: c.FetchAtt,
+            tree: Callable[[], Part | None]) -> list[Piece]:
+    assert item.section is not None
+    path = item.section.part
+    size_only = item.name == "BINARY.SIZE"
+    label = b"BINARY.SIZE[" if size_only else b"BINARY["
+    label += ".".join(str(p) for p in path).encode("ascii") + b"]"
+    if item.partial is not None and not size_only:
+        label += b"<%d>" % item.partial[0]
+    label += b" "
+    if not path:
+        # BINARY[] is the whole message as stored; its header is never encoded.
+        return [label, _Binary(static.digest, 0, static.size, "binary", item.partial,
+                               size_only)]
+    root = tree()
+    part = _part_at(root, path) if root is not None else None
+    rng = section_range(root, path, "") if root is not None else None
+    if part is None or rng is None:
+        return [label, b'""' if not size_only else b"0"]
+    encoding = part.encoding.strip().lower() if not (part.is_multipart or part.is_message) \
+        else "7bit"
+    if encoding not in _KNOWN_CTE:
+        # RFC 3516 §4.3: a transfer encoding the server cannot undo.
+        raise No(f"Unknown Content-Transfer-Encoding {encoding[:30]}", "UNKNOWN-CTE")
+    start, end = rng
+    return [label, _Binary(static.digest, start, max(0, end - start), encoding,
+                           item.partial, size_only)]
+
+
+def _check_binary(static: MessageStatic | None, items: list[c.FetchAtt]) -> None:
+    """NO [UNKNOWN-CTE] when a BINARY section's transfer encoding cannot be undone."""
+    if static is None:
+        return
+    try:
+        root = load_parts(static.parts)
+    except ValueError:
+        return
+    for item in items:
+        assert item.section is not None
+        part = _part_at(root, item.section.part)
+        if part is None or part.is_multipart or part.is_message:
+            continue
+        encoding = part.encoding.strip().lower()
+        if encoding not in _KNOWN_CTE:
+            raise No(f"Unknown Content-Transfer-Encoding {encoding[:30]}", "UNKNOWN-CTE")
+
+
+def _part_at(root: Part, path: tuple[int, ...]) -> Part | None:
+    """The part a numeric section path names (RFC 3501 §6.4.5 numbering; the message for ())."""
+    context: Part | None = root
+    part: Part | None = root
+    for n in path:
+        if context is None:
+            return None
+        if context.is_multipart:
+            part = context.children[n - 1] if 1 <= n <= len(context.children) else None
+        else:
+            part = context if n == 1 else None
+        if part is None:
+            return None
+        context = part.children[0] if part.is_message else (part if part.is_multipart
+                                                              else None)
+    return part

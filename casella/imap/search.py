@@ -1,4 +1,6 @@
-"""Evaluating SEARCH keys (RFC 3501 §6.4.4, RFC 9051 §6.4.4) against the selected mailbox.
+"""Evaluating SEARCH keys (RFC 3501 §6.4.4, RFC 9051 §6.4.4, and MODSEQ RFC 7162 §3.1.5, OLDER /
+YOUNGER RFC 5032, SAVED* RFC 8514 §4.2, EMAILID / THREADID RFC 8474 §6) against the selected
+mailbox.
 
 Lives here: `Criteria`, built from a parsed key tree and the CHARSET (US-ASCII and UTF-8, else
 NO [BADCHARSET]); `run_search`, which walks the mailbox in batches: flags, dates, sizes, UIDs and
@@ -13,6 +15,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import email.utils
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,7 +25,7 @@ from casella.imap import seqset
 from casella.imap.errors import No
 from casella.mail.sections import load_parts
 from casella.mail.text import body_text, decoded_headers, header_values
-from casella.store.model import MessageMeta, MessageStatic
+from casella.store.model import MessageIds, MessageMeta, MessageStatic
 
 if TYPE_CHECKING:
     from casella.imap.selected import SelectedView
@@ -37,6 +40,7 @@ class _Msg:
     seq: int
     meta: MessageMeta
     static: MessageStatic | None = None
+    ids: MessageIds | None = None
     text: str | None = None          # decoded body text, casefolded
     headers: str | None = None       # all decoded headers, casefolded
 
@@ -66,6 +70,10 @@ class Criteria:
         self.saved = saved
         self.needs_static = False
         self.needs_body = False
+        self.needs_ids = False
+        self.has_modseq = False         # a MODSEQ key: the answer names the highest MODSEQ
+        self.max_modseq = 0             # ... of the messages found
+        self.now = time.time()
         self.largest_uid = view.uids[-1] if view.uids else 0
         self._seq_sets: dict[int, set[int]] = {}
         self._uid_ranges: dict[int, list[tuple[int, int]]] = {}
@@ -95,6 +103,10 @@ class Criteria:
             _decode(key.value, self.charset)
         elif isinstance(key, c.SDate) and key.sent:
             self.needs_static = True
+        elif isinstance(key, c.SModseq):
+            self.has_modseq = True
+        elif isinstance(key, c.SObjectId):
+            self.needs_ids = True
         elif isinstance(key, c.SNot):
             self._scan(key.key)
         elif isinstance(key, c.SOr):
@@ -129,6 +141,23 @@ class Criteria:
             return _date_op(key.op, self._date_of(m, key.sent), key.date)
         if isinstance(key, c.SHeader):
             return self._header_match(key, m)
+        if isinstance(key, c.SModseq):
+            return m.meta.modseq >= key.modseq
+        if isinstance(key, c.SWithin):
+            age = self.now - m.meta.internaldate
+            return age > key.seconds if key.older else age <= key.seconds
+        if isinstance(key, c.SSaveDate):
+            if key.op is None:
+                return True       # SAVEDATESUPPORTED: every mailbox keeps a save date
+            assert key.date is not None
+            saved = datetime.datetime.fromtimestamp(m.meta.savedate, datetime.UTC).date()
+            return _date_op(key.op, saved, key.date)
+        if isinstance(key, c.SObjectId):
+            if m.ids is None:
+                return False
+            if key.kind == "EMAILID":
+                return "M" + m.ids.digest[:24] == key.value
+            return bool(m.ids.thread_id) and f"T{m.ids.thread_id:x}" == key.value
         if isinstance(key, c.SText):
             needle = _decode(key.value, self.charset)
             if key.header_too and needle in self._headers(m):
@@ -197,8 +226,10 @@ def _date_op(op: str, have: datetime.date, want: datetime.date) -> bool:
 
 
 async def run_search(store: Store, view: SelectedView, criteria: Criteria,
-                     on_batch: Callable[[], object] | None = None) -> list[int]:
-    """The UIDs (ascending) of the messages in the view that match."""
+                     on_batch: Callable[[], object] | None = None,
+                     matched: list[MessageMeta] | None = None) -> list[int]:
+    """The UIDs (ascending) of the messages in the view that match; their metadata is added
+    to `matched` when given (SORT, THREAD)."""
     uids = [u for u in view.uids if u not in view.pending_expunge]
     found: list[int] = []
     for start in range(0, len(uids), BATCH):
@@ -207,12 +238,16 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
         statics: dict[int, MessageStatic] = {}
         if criteria.needs_static:
             statics = await store.fetch_static([m.blob_id for m in metas])
+        ids: dict[int, MessageIds] = {}
+        if criteria.needs_ids:
+            ids = {i.uid: i for i in await store.fetch_ids(view.mailbox_id,
+                                                           seqset.ranges_of(chunk))}
         candidates: list[_Msg] = []
         for meta in metas:
             seq = view.seq_of(meta.uid)
             if seq is None:
                 continue
-            msg = _Msg(seq, meta, statics.get(meta.blob_id))
+            msg = _Msg(seq, meta, statics.get(meta.blob_id), ids.get(meta.uid))
             if all(criteria.matches(k, msg) for k in criteria.cheap_keys):
                 candidates.append(msg)
         if criteria.body_keys:
@@ -223,6 +258,10 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
                     kept.append(msg)
             candidates = kept
         found.extend(m.meta.uid for m in candidates)
+        for m in candidates:
+            criteria.max_modseq = max(criteria.max_modseq, m.meta.modseq)
+        if matched is not None:
+            matched.extend(m.meta for m in candidates)
     return found
 
 

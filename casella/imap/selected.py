@@ -3,7 +3,9 @@
 Lives here: `SelectedView`: the sequence-number ↔ UID map (RFC 9051 §2.3.1.2), the MODSEQ last
 seen, \\Recent claimed by this session (RFC 3501 §2.3.2, IMAP4rev1 only), the keywords announced
 in FLAGS, messages expunged elsewhere but not yet announced, and `sync`, which asks the store
-what changed since that MODSEQ and turns it into EXPUNGE / FETCH (FLAGS) / EXISTS / RECENT.
+what changed since that MODSEQ and turns it into EXPUNGE (VANISHED once QRESYNC is enabled,
+RFC 7162 §3.2.10) / FETCH (FLAGS, with UID and MODSEQ once CONDSTORE is enabled, RFC 7162
+§3.1.4) / EXISTS / RECENT.
 
 The rule behind it (RFC 3501 §7.4.1, RFC 9051 §7.5.1, PROMISES X1): EXPUNGE is never sent
 while answering FETCH, STORE or SEARCH, so an expunge seen then is kept "pending": the message
@@ -17,6 +19,7 @@ import bisect
 from array import array
 from collections.abc import Iterable, Sequence
 
+from casella.errors import StorageError
 from casella.imap import responses as r
 from casella.imap import seqset
 from casella.imap.errors import Bad, Bye
@@ -51,6 +54,10 @@ class SelectedView:
             else:
                 self.recent_from = mb.first_recent_uid
         self.first_unseen_uid = snapshot.first_unseen_uid
+        self.condstore = False          # set by the session (RFC 7162 §3.1)
+        self.qresync = False
+        self.last_new: list[int] = []   # UIDs the last sync announced with EXISTS
+        self.own_new: set[int] = set()  # UIDs this session appended here (NOTIFY skips them)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -148,22 +155,33 @@ class SelectedView:
         for m in metas:
             self.own[m.uid] = m.modseq
 
-    def fetch_flags_line(self, seq: int, meta: MessageMeta, with_uid: bool) -> bytes:
-        flags = r.flag_list(self.flags_of(meta))
-        if with_uid:
-            return b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flags)
-        return b"* %d FETCH (FLAGS %s)\r\n" % (seq, flags)
+    def fetch_flags_line(self, seq: int, meta: MessageMeta, with_uid: bool,
+                         with_flags: bool = True) -> bytes:
+        """An untagged FETCH for a flag change. Once CONDSTORE is on it always carries UID and
+        MODSEQ (RFC 7162 §3.1.4); without flags it is the .SILENT form of §3.1.3."""
+        parts = []
+        if with_uid or self.condstore:
+            parts.append(b"UID %d" % meta.uid)
+        if with_flags:
+            parts.append(b"FLAGS " + r.flag_list(self.flags_of(meta)))
+        if self.condstore:
+            parts.append(b"MODSEQ (%d)" % meta.modseq)
+        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
 
     # --- expunges ------------------------------------------------------------------------
 
     def expunge_uids(self, uids: Iterable[int]) -> bytes:
         """Remove these UIDs from the view now and return their EXPUNGE responses (ascending,
-        each number as it is after the ones before were removed, RFC 9051 §7.5.1)."""
+        each number as it is after the ones before were removed, RFC 9051 §7.5.1), or one
+        VANISHED response once QRESYNC is enabled (RFC 7162 §3.2.10)."""
         seqs = sorted(s for s in (self.seq_of(u) for u in uids) if s is not None)
         if not seqs:
             return b""
-        out = b"".join(b"* %d EXPUNGE\r\n" % (s - i) for i, s in enumerate(seqs))
         gone = {self.uids[s - 1] for s in seqs}
+        if self.qresync:
+            out = b"* VANISHED " + seqset.compress(sorted(gone)) + b"\r\n"
+        else:
+            out = b"".join(b"* %d EXPUNGE\r\n" % (s - i) for i, s in enumerate(seqs))
         if len(seqs) == 1:
             del self.uids[seqs[0] - 1]
         else:
@@ -182,7 +200,10 @@ class SelectedView:
         last = self.uids[-1] if self.uids else 0
         if (not self.rev2 and not self.readonly and self.recent_from is None
                 and any(m.uid > last for m in changes.messages)):
-            claim = await store.claim_recent(self.mailbox_id)
+            try:
+                claim = await store.claim_recent(self.mailbox_id)
+            except StorageError:
+                claim = None        # a full disk costs \Recent, never the update itself
         return self.apply(changes, allow_expunge, claim)
 
     def apply(self, changes: Changes, allow_expunge: bool,
@@ -201,6 +222,7 @@ class SelectedView:
             out.append(self.expunge_uids(list(self.pending_expunge)))
         last = self.uids[-1] if self.uids else 0
         new: list[int] = []
+        self.last_new = new
         flag_lines: list[bytes] = []
         for m in changes.messages:
             if m.uid > last:
@@ -226,4 +248,6 @@ class SelectedView:
                 out.append(b"* %d RECENT\r\n" % self.recent_count())
         self.modseq = max(self.modseq, mb.highestmodseq)
         self.own.clear()
+        # Only NOTIFY's FETCH for the messages just announced looks at this.
+        self.own_new.intersection_update(new)
         return b"".join(out)

@@ -22,7 +22,11 @@ _SEQSET_RE = re.compile(rf"{_NUM}(?::{_NUM})?(?:,{_NUM}(?::{_NUM})?)*")
 
 
 class SeqSetError(ValueError):
-    """Not a valid sequence set."""
+    """Not a valid sequence set; `code` LIMIT when it is valid but too big to serve."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +79,16 @@ def parse(text: bytes) -> SeqSet:
         raise SeqSetError("sequence set has non-ASCII characters") from None
     if not _SEQSET_RE.fullmatch(s):
         raise SeqSetError(f"invalid sequence set {s[:40]!r}")
+    items = s.split(",")
+    if len(items) > MAX_RANGES:
+        # Checked before any work: a set of 100,000 numbers costs nothing to refuse.
+        raise SeqSetError(f"sequence set has more than {MAX_RANGES} ranges", "LIMIT")
     ranges: list[tuple[int, int]] = []
-    for item in s.split(","):
+    for item in items:
         a, _, b = item.partition(":")
         lo = _num(a)
         hi = _num(b) if b else lo
         ranges.append((lo, hi))
-        if len(ranges) > MAX_RANGES:
-            raise SeqSetError("sequence set has too many ranges")
     return SeqSet(tuple(ranges))
 
 

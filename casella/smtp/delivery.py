@@ -20,13 +20,15 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from casella.errors import NotFound, QuotaExceeded, StorageError
+from casella.imap.quotawarn import send_quota_warnings
 from casella.mail.address import GROUP_END, MISSING_DOMAIN, MISSING_MAILBOX, parse_addresses
 from casella.mail.headers import field_value, split_fields
 from casella.smtp import proto
 from casella.smtp.data import HeadCapture
 from casella.smtp.dsn import DsnRecipient, build_dsn, wants_dsn
-from casella.smtp.policy import LocalTarget, Policy, Resolution, Role
+from casella.smtp.policy import LocalTarget, Resolution
 from casella.smtp.proto import Mail, Rcpt, Reply
+from casella.smtp.queue.notices import send_to
 from casella.store.base import Store
 from casella.store.blobs import BlobWriter, StagedBlob
 from casella.store.model import Account, DeliveryTarget, QueueRecipient
@@ -232,6 +234,8 @@ async def commit(store: Store, hostname: str, env: Envelope,
          for address, r in remote.items()],
         env.account.id if env.account else None, env.mail.envid, env.mail.ret)
     delivered = [o for o in outcomes if o.error is None]
+    # Quota warnings (issue 9): one message per 80 % / 95 % crossing, decided by the store.
+    await send_quota_warnings(store, hostname, [o.target.account_id for o in delivered])
     failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
     if outcomes and not delivered and not remote:
         assert failed[0][1].error is not None
@@ -280,28 +284,7 @@ async def _send_dsn(store: Store, hostname: str, env: Envelope, sink: MessageSin
                      original=original, original_complete=complete, ret=env.mail.ret,
                      envid=env.mail.envid, arrival=env.received_at, received_from=env.helo)
     try:
-        route = await Policy(store, hostname, Role.MX).route(env.sender)
-        if route.local:
-            blob = await store.blobs.stage(b"Return-Path: <>\r\n" + data)
-            try:
-                outcomes = await store.deliver(blob, [DeliveryTarget(t.account.id)
-                                                      for t in route.local])
-            finally:
-                blob.discard()
-            for o in outcomes:
-                if o.error is not None:
-                    log.warning("DSN for message %s not delivered to the sender: %s", env.id,
-                                o.error, extra=extra)
-        if route.remote:
-            blob = await store.blobs.stage(data)
-            try:
-                await store.enqueue(blob, "", [QueueRecipient(a) for a in route.remote])
-            finally:
-                blob.discard()
-        if route.empty:
-            log.warning("DSN for message %s dropped: the sender %s does not exist here",
-                        env.id, env.sender, extra=extra)
-        else:
+        if await send_to(store, hostname, env.sender, data, f"DSN for message {env.id}"):
             log.info("DSN for message %s sent to %s", env.id, env.sender, extra=extra)
     except StorageError as exc:
         log.error("DSN for message %s could not be stored: %s", env.id, exc, extra=extra)

@@ -30,6 +30,7 @@ from casella.store.model import (
     ExpungeResult,
     FlagsResult,
     Mailbox,
+    MessageIds,
     MessageMeta,
     MessageStatic,
     QueueEntry,
@@ -364,3 +365,34 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_send_guard(self, account_id: int, blocked_until: int | None) -> None: ...
+
+    # --- IMAP extensions -------------------------------------------------------------------
+    # Issue 9 (casella/store/sqlite_imapext.py). THREADIDs are assigned when a message is
+    # inserted (delivery, APPEND, COPY, MOVE), from its Message-ID, In-Reply-To and References,
+    # per account; quota-warning crossings are recorded in the same transaction.
+
+    QUOTA_WARNING_THRESHOLDS: tuple[int, ...] = (80, 95)
+
+    @abc.abstractmethod
+    async def fetch_ids(self, mailbox_id: int, uids: UidRanges) -> list[MessageIds]:
+        """The blob digest and thread of the messages in the UID ranges, ascending by UID
+        (FETCH EMAILID / THREADID, RFC 8474)."""
+
+    @abc.abstractmethod
+    async def fetch_headers(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored top-level header block of these blobs, and nothing else (SORT, THREAD)."""
+
+    @abc.abstractmethod
+    async def vanished_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """UIDs expunged with a MODSEQ above `modseq`, ascending (RFC 7162 VANISHED (EARLIER))."""
+
+    @abc.abstractmethod
+    async def deleted_storage(self, mailbox_id: int) -> int:
+        """Octets of the messages flagged \\Deleted (STATUS DELETED-STORAGE, RFC 9208)."""
+
+    @abc.abstractmethod
+    async def take_quota_warnings(self, account_id: int) -> list[int]:
+        """The thresholds of QUOTA_WARNING_THRESHOLDS (percent of the storage or message
+        quota) that the account's usage crossed upwards since the last call and still reaches,
+        ascending. A crossing is recorded by the transaction that added the mail and is handed
+        to exactly one caller, so concurrent deliveries never warn twice."""

@@ -243,3 +243,12 @@ class QueueEntry:
     ret: str | None                     # FULL | HDRS | None
     recipients: tuple[QueueRecipient, ...] = field(default_factory=tuple)
     held: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIds:
+    """The object identifiers of one message (RFC 8474): its blob's digest (the EMAILID is
+    derived from it, shared by copies of the same stored message) and its thread (0: none)."""
+    uid: int
+    digest: str
+    thread_id: int

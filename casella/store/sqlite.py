@@ -19,12 +19,13 @@ from casella.store.model import DeliveryOutcome, DeliveryTarget, QueueRecipient
 from casella.store.sqlite_auth import AuthOps
 from casella.store.sqlite_base import _Txn
 from casella.store.sqlite_directory import DirectoryOps
+from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_queue import QueueOps
 
 
-class SQLiteStore(DirectoryOps, MailOps, QueueOps, LimitOps, AuthOps, Store):
+class SQLiteStore(DirectoryOps, MailOps, QueueOps, LimitOps, AuthOps, ImapExtOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -189,6 +189,11 @@ class DirectoryOps(SQLiteBase):
             cur.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
         cur.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
         cur.execute("UPDATE queue SET account_id = NULL WHERE account_id = ?", (account_id,))
+        # Per-account rows of the sending limits and the IMAP extensions: account ids can be
+        # reused, and a new account must not inherit threads, warnings or sending history.
+        for table in ("send_events", "send_guard", "blob_threads", "thread_keys",
+                      "quota_warnings"):
+            cur.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
         cur.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
     # --- aliases ---------------------------------------------------------------------------

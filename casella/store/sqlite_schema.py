@@ -180,8 +180,37 @@ CREATE TABLE send_guard (
 );
 """
 
+# IMAP extensions (issue 9, casella/store/sqlite_imapext.py): the THREADID of each stored message
+# content per account (blob_threads, keyed by digest so copies cost nothing and a collected
+# blob's row stays true for the same content), assigned at delivery/APPEND from Message-ID /
+# In-Reply-To / References through thread_keys (no row: stored before threads existed,
+# THREADID NIL); quota-warning thresholds crossed upwards, written in the transaction that added
+# the mail and handed out once by take_quota_warnings.
+SCHEMA_V4 = """
+CREATE TABLE blob_threads (
+    account_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    thread_id INTEGER NOT NULL,
+    PRIMARY KEY (account_id, digest)
+) WITHOUT ROWID;
+
+CREATE TABLE thread_keys (
+    account_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    thread_id INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE quota_warnings (
+    account_id INTEGER NOT NULL,
+    threshold INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, threshold)
+) WITHOUT ROWID;
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
 
 
 def configure(conn: sqlite3.Connection, writer: bool) -> None:

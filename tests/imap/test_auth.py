@@ -239,19 +239,20 @@ def test_wrong_state_commands(srv) -> None:
     raw.close()
 
 
-def test_pre_auth_timeout(srv, monkeypatch) -> None:
-    """An idle unauthenticated connection is closed with BYE (PROMISES P4)."""
-    monkeypatch.setattr(imap_session, "PRE_AUTH_TIMEOUT", 0.5)
-    raw = Raw(srv)
+def test_pre_auth_timeout(make_server) -> None:
+    """An idle unauthenticated connection is closed with BYE (PROMISES P4, imap.login_timeout)."""
+    server = make_server(imap={"login_timeout": 1})
+    raw = Raw(server)
     time.sleep(0.2)
     assert raw.line().startswith(b"* BYE")
     assert raw.closed()
 
 
-def test_autologout_after_login(srv, monkeypatch) -> None:
-    monkeypatch.setattr(imap_session, "AUTOLOGOUT", 0.5)
-    acct = new_user(srv)
-    raw = Raw(srv)
+def test_autologout_after_login(make_server) -> None:
+    """imap.idle_timeout: RFC 9051 §5.4 autologout."""
+    server = make_server(imap={"idle_timeout": 1})
+    acct = new_user(server)
+    raw = Raw(server)
     raw.login(acct)
     assert raw.line().startswith(b"* BYE Autologout")
     assert raw.closed()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from casella.imap import session as imap_session
 from tests.imap.util import (
     MULTIPART,
     Raw,
@@ -478,9 +477,9 @@ def test_bad_commands_keep_the_session(srv) -> None:
     raw.close()
 
 
-def test_too_many_bad_commands_disconnects(srv, monkeypatch) -> None:
-    monkeypatch.setattr(imap_session, "MAX_BAD_COMMANDS", 3)
-    raw = Raw(srv)
+def test_too_many_bad_commands_disconnects(make_server) -> None:
+    """imap.max_bad_commands in a row, then BYE (PROMISES P5)."""
+    raw = Raw(make_server(imap={"max_bad_commands": 3}))
     raw.send(b"a FOO\r\nb FOO\r\nc FOO\r\n")
     assert [raw.line()[:5] for _ in range(4)] == [b"a BAD", b"b BAD", b"c BAD", b"* BYE"]
     assert raw.closed()

@@ -539,3 +539,20 @@ async def test_deliver_and_enqueue_is_one_transaction(store: Store) -> None:
     only_local, none = await store.deliver_and_enqueue(
         await store.blobs.stage(message(4)), [DeliveryTarget(acct.id)], None, "", [])
     assert none is None and only_local[0].error is None
+
+
+async def test_removed_account_leaves_nothing_for_a_reused_id(store: Store) -> None:
+    """Account ids can be reused: a new account must not inherit the old one's per-account
+    rows (send history, threads, quota warnings)."""
+    acct = await account(store, "old@example.test")
+    box = await inbox(store, acct.id)
+    await append(store, box.id, message(1))
+    staged = await store.blobs.stage(message(2))
+    try:
+        await store.enqueue(staged, "old@example.test", [QueueRecipient("x@remote.org")],
+                            account_id=acct.id)
+    finally:
+        staged.discard()
+    assert await store.send_events(acct.id, 0) != []
+    await store.remove_account("old@example.test")
+    assert await store.send_events(acct.id, 0) == []

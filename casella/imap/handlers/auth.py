@@ -1,5 +1,6 @@
 """Commands of any state and of the not-authenticated state: CAPABILITY, NOOP, LOGOUT, ID,
-STARTTLS, AUTHENTICATE, LOGIN, and ENABLE (RFC 9051 §6.1, §6.2, §6.3.1; RFC 2971; RFC 4959).
+STARTTLS, AUTHENTICATE, LOGIN, ENABLE (RFC 9051 §6.1, §6.2, §6.3.1; RFC 2971; RFC 4959;
+RFC 5161 with CONDSTORE, QRESYNC, IMAP4rev2 and UTF8=ACCEPT) and COMPRESS (RFC 4978).
 
 Must never: log or keep a password, or answer a login before the authenticator's failure delay.
 """
@@ -13,8 +14,10 @@ from casella import __version__
 from casella.auth import sasl
 from casella.imap import commands as c
 from casella.imap import responses as r
+from casella.imap.capabilities import ENABLEABLE
+from casella.imap.compress import DeflateTransform
 from casella.imap.errors import Bad, Bye, No
-from casella.imap.session import MAX_AUTH_FAILURES, PRE_AUTH_TIMEOUT, Done
+from casella.imap.session import MAX_AUTH_FAILURES, Done
 
 if TYPE_CHECKING:
     from casella.imap.session import Session
@@ -71,6 +74,8 @@ async def _finish_login(s: Session, tag: str, username: str, password: str,
             s.write(r.status(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED"))
             raise Bye("Too many failed logins")
         raise No("Authentication failed", "AUTHENTICATIONFAILED")
+    # Issue 7: at most imap.max_connections_per_user_ip sessions of one user from one address.
+    s.take_connection_slot(account.address)
     s.logged_in(account)
     return Done("Logged in", "CAPABILITY " + " ".join(s.capability_list()))
 
@@ -92,7 +97,7 @@ async def authenticate(s: Session, tag: str, cmd: c.Authenticate) -> Done:
         while isinstance(result, sasl.Challenge):
             s.write(b"+ " + sasl.encode_challenge(result.data) + b"\r\n")
             await s.flush()
-            line = await s.read_line(PRE_AUTH_TIMEOUT)
+            line = await s.read_line(float(s.cfg.login_timeout))
             result = mech.step(sasl.decode_response(line))
     except sasl.SaslCancelled:
         raise Bad("Authentication cancelled")
@@ -102,12 +107,37 @@ async def authenticate(s: Session, tag: str, cmd: c.Authenticate) -> Done:
 
 
 async def enable(s: Session, tag: str, cmd: c.Enable) -> Done:
-    """RFC 5161; RFC 9051 §6.3.1. Unknown names are ignored."""
+    """RFC 5161; RFC 9051 §6.3.1. Unknown names are ignored; ENABLED lists only what this
+    command turned on."""
     enabled: list[str] = []
     for cap in cmd.capabilities:
-        if cap.upper() == "IMAP4REV2" and not s.rev2:
+        name = cap.upper()
+        if name not in ENABLEABLE:
+            continue
+        if name == "IMAP4REV2" and not s.rev2:
             s.rev2 = True
             enabled.append("IMAP4rev2")
+        elif name == "CONDSTORE" and not s.condstore:
+            s.enable_condstore()
+            enabled.append("CONDSTORE")
+        elif name == "QRESYNC" and not s.qresync:
+            # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+            s.enable_qresync()
+            enabled.append("QRESYNC")
+        elif name == "UTF8=ACCEPT" and not s.utf8:
+            s.utf8 = True
+            enabled.append("UTF8=ACCEPT")
     s.write(r.untagged(b"ENABLED", *(e.encode("ascii") for e in enabled)) if enabled
             else b"* ENABLED\r\n")
     return Done("ENABLE completed")
+
+
+async def compress(s: Session, tag: str, cmd: c.Compress) -> Done:
+    """RFC 4978 §3: DEFLATE only; NO [COMPRESSIONACTIVE] the second time. Compression starts
+    in both directions right after the tagged OK (the session switches after sending it)."""
+    if cmd.mechanism != "DEFLATE":
+        raise Bad(f"Unknown compression mechanism {cmd.mechanism[:30]}")
+    if s.compressed or s.pending_transform is not None:
+        raise No("Compression is already active", "COMPRESSIONACTIVE")
+    s.pending_transform = DeflateTransform()
+    return Done("DEFLATE active")

@@ -1,5 +1,6 @@
 """IDLE (RFC 2177, RFC 9051 §6.3.13): wait for DONE while pushing the selected mailbox's
-changes as they are committed by other sessions (the store's change bus wakes us up).
+changes as they are committed by other sessions (the store's change bus wakes us up). With
+NOTIFY in effect, IDLE sends exactly what NOTIFY asked for (RFC 5465 §4).
 
 Must never: poll the store on a timer, or leave a read or a bus wait running after it returns.
 """
@@ -7,38 +8,61 @@ Must never: poll the store on a timer, or leave a read or a bus wait running aft
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from casella.imap import commands as c
 from casella.imap.errors import Bad
-from casella.imap.session import AUTOLOGOUT, Done
-from casella.store.changes import ChangeEvent
+from casella.imap.session import Done
 
 if TYPE_CHECKING:
     from casella.imap.session import Session
 
 
+async def _push(s: Session) -> None:
+    notifier = s.notifier
+    if notifier is not None and notifier.active:
+        s.write(await notifier.pushes(allow_expunge=True))
+    elif s.selected is not None and s.subscription is not None:
+        s.subscription.drain()
+        out = await s.selected.sync(s.store, allow_expunge=True)
+        s.write(out)
+
+
+def _wait(s: Session) -> Awaitable[Any] | None:
+    notifier = s.notifier
+    if notifier is not None and notifier.active:
+        return notifier.wait_event()
+    if s.subscription is not None:
+        return s.subscription.wait()
+    return None
+
+
 async def idle(s: Session, tag: str, cmd: c.Idle) -> Done:
-    if s.selected is not None and s.subscription is not None:
-        s.write(await s.selected.sync(s.store, allow_expunge=True))
+    await _push(s)
     s.write(b"+ idling\r\n")
     await s.flush()
-    reader = asyncio.ensure_future(s.read_line(AUTOLOGOUT))
-    waiter: asyncio.Future[list[ChangeEvent]] | None = None
+    reader = asyncio.ensure_future(s.read_line(float(s.cfg.idle_timeout)))
+    waiter: asyncio.Future[Any] | None = None
     try:
         while True:
             wanted: set[asyncio.Future[Any]] = {reader}
-            sub = s.subscription
-            if sub is not None and waiter is None:
-                waiter = asyncio.ensure_future(sub.wait())
+            if waiter is None:
+                wait = _wait(s)
+                if wait is not None:
+                    waiter = asyncio.ensure_future(wait)
             if waiter is not None:
                 wanted.add(waiter)
             done, _ = await asyncio.wait(wanted, return_when=asyncio.FIRST_COMPLETED)
             if waiter is not None and waiter in done:
                 waiter = None
-                if s.selected is not None:
-                    s.write(await s.selected.sync(s.store, allow_expunge=True))
-                    await s.flush()
+                if s.notifier is None or not s.notifier.active:
+                    # The subscription's wait drained the events; sync asks the store.
+                    if s.selected is not None:
+                        s.write(await s.selected.sync(s.store, allow_expunge=True))
+                else:
+                    s.write(await s.notifier.pushes(allow_expunge=True))
+                await s.flush()
             if reader in done:
                 line = reader.result()
                 if line.strip().upper() != b"DONE":

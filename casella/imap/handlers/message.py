@@ -1,5 +1,8 @@
 """Selected-state commands on messages: CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE, STORE,
-COPY and MOVE (RFC 9051 §6.4; RFC 4315 UIDPLUS; RFC 6851 MOVE).
+COPY and MOVE (RFC 9051 §6.4; RFC 4315 UIDPLUS; RFC 6851 MOVE), with CONDSTORE (STORE
+UNCHANGEDSINCE and MODIFIED, MODSEQ in FETCH responses, HIGHESTMODSEQ after EXPUNGE and CLOSE:
+RFC 7162 §3.1.3, §3.2.7-3.2.9), VANISHED instead of EXPUNGE once QRESYNC is on, the keyword
+bounds of issue 7 and the quota warnings of issue 9.
 
 Every change is one store call; OK is sent after it returned (it is durable then). Must never:
 touch SQL or files, or send EXPUNGE for a message this session has not seen.
@@ -13,8 +16,11 @@ from casella.imap import commands as c
 from casella.imap import responses as r
 from casella.imap import seqset
 from casella.imap.errors import No
+from casella.imap.handlers.append import MAX_KEYWORDS_PER_MESSAGE, check_keywords
 from casella.imap.handlers.mailbox import find_mailbox
+from casella.imap.quotawarn import send_quota_warnings
 from casella.imap.session import Done
+from casella.store.model import CopyResult
 
 if TYPE_CHECKING:
     from casella.imap.selected import SelectedView
@@ -36,12 +42,16 @@ async def check(s: Session, tag: str, cmd: c.Check) -> Done:
 
 
 async def close(s: Session, tag: str, cmd: c.Close) -> Done:
-    """RFC 9051 §6.4.1: expunge silently (read-write only), then no mailbox is selected."""
+    """RFC 9051 §6.4.1: expunge silently (read-write only), then no mailbox is selected. With
+    CONDSTORE, HIGHESTMODSEQ in the OK when something went (RFC 7162 §3.2.8)."""
     view = _view(s)
+    code = None
     if not view.readonly:
-        await s.store.expunge(view.mailbox_id)
+        result = await s.store.expunge(view.mailbox_id)
+        if result.uids and s.condstore:
+            code = f"HIGHESTMODSEQ {result.highestmodseq}"
     s.leave_selected()
-    return Done("CLOSE completed")
+    return Done("CLOSE completed", code)
 
 
 async def unselect(s: Session, tag: str, cmd: c.Unselect) -> Done:
@@ -62,32 +72,72 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Done:
             return Done("EXPUNGE completed")
         result = await s.store.expunge(view.mailbox_id, seqset.ranges_of(uids))
     s.write(view.expunge_uids(result.uids))
+    if result.uids and s.condstore:
+        # RFC 7162 §3.2.7: the new HIGHESTMODSEQ when at least one message went.
+        return Done("EXPUNGE completed", f"HIGHESTMODSEQ {result.highestmodseq}")
     return Done("EXPUNGE completed")
 
 
 async def store(s: Session, tag: str, cmd: c.Store) -> Done:
     """RFC 9051 §6.4.6. FETCH responses for every message addressed (unless .SILENT); none of
-    them an EXPUNGE (X1)."""
+    them an EXPUNGE (X1). With UNCHANGEDSINCE (RFC 7162 §3.1.3) messages changed since are left
+    alone and named in `OK [MODIFIED set]`; with CONDSTORE on, each FETCH carries UID and
+    MODSEQ, and .SILENT still reports the new MODSEQ of the messages that changed."""
     view = _view(s)
     _writable(view)
+    if cmd.unchangedsince is not None:
+        s.enable_condstore()
     uids = view.resolve(cmd.messages, cmd.uid, s.saved_search)
     live = [u for u in uids if u not in view.pending_expunge]
     if not live:
         return _store_done(cmd, len(uids) > 0)
+    await _check_store_keywords(s, view, cmd, live)
     result = await s.store.store_flags(view.mailbox_id, seqset.ranges_of(live), cmd.mode,
-                                       cmd.flags)
+                                       cmd.flags, cmd.unchangedsince)
     view.note_own(result.changed)
     s.write(view.learn_keywords(cmd.flags))
+    out = []
     if not cmd.silent:
         metas = sorted(result.changed + result.unchanged, key=lambda m: m.uid)
-        out = []
         for m in metas:
             seq = view.seq_of(m.uid)
             if seq is not None:
                 out.append(view.fetch_flags_line(seq, m, with_uid=cmd.uid))
-        s.write(b"".join(out))
-    found = len(result.changed) + len(result.unchanged)
+    elif s.condstore:
+        for m in result.changed:
+            seq = view.seq_of(m.uid)
+            if seq is not None:
+                out.append(view.fetch_flags_line(seq, m, with_uid=True, with_flags=False))
+    s.write(b"".join(out))
+    found = len(result.changed) + len(result.unchanged) + len(result.modified)
+    if result.modified:
+        if cmd.uid:
+            numbers = sorted(result.modified)
+        else:
+            numbers = sorted(n for n in (view.seq_of(u) for u in result.modified)
+                             if n is not None)
+        return Done("Conditional STORE failed for some messages",
+                    "MODIFIED " + seqset.compress(numbers).decode())
     return _store_done(cmd, found < len(uids))
+
+
+async def _check_store_keywords(s: Session, view: SelectedView, cmd: c.Store,
+                                uids: list[int]) -> None:
+    """Issue 7: keywords per message and per mailbox are bounded (NO [LIMIT])."""
+    keywords = [f for f in cmd.flags if not f.startswith("\\")]
+    if not keywords or cmd.mode == "remove":
+        return
+    check_keywords(view, cmd.flags)
+    if cmd.mode == "add":
+        most = 0
+        for start in range(0, len(uids), 2000):
+            chunk = uids[start:start + 2000]
+            for meta in await s.store.fetch_meta(view.mailbox_id, seqset.ranges_of(chunk)):
+                have = {f.lower() for f in meta.flags if not f.startswith("\\")}
+                most = max(most, len(have | {k.lower() for k in keywords}))
+        if most > MAX_KEYWORDS_PER_MESSAGE:
+            raise No(f"A message can carry at most {MAX_KEYWORDS_PER_MESSAGE} keywords",
+                     "LIMIT")
 
 
 def _store_done(cmd: c.Store, some_gone: bool) -> Done:
@@ -95,6 +145,16 @@ def _store_done(cmd: c.Store, some_gone: bool) -> Done:
         # RFC 2180 §4.2.1: some messages were expunged by another session meanwhile.
         raise No("Some of the messages no longer exist", "EXPUNGEISSUED")
     return Done("STORE completed")
+
+
+async def _after_copy(s: Session, dst_id: int, result: CopyResult) -> None:
+    view = _view(s)
+    if view.mailbox_id == dst_id:
+        view.own_new.update(p[1] for p in result.pairs)
+    else:
+        await s.absorb_own(dst_id)
+    assert s.account is not None
+    await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
 
 
 async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
@@ -110,13 +170,15 @@ async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
         if cmd.uid:
             return Done("COPY completed (nothing to copy)")
         raise No("The messages no longer exist", "EXPUNGEISSUED")
+    await _after_copy(s, dst.id, result)
     src_set = seqset.compress_ordered([p[0] for p in result.pairs]).decode()
     dst_set = seqset.compress_ordered([p[1] for p in result.pairs]).decode()
     return Done("COPY completed", f"COPYUID {result.uidvalidity} {src_set} {dst_set}")
 
 
 async def move(s: Session, tag: str, cmd: c.Move) -> Done:
-    """RFC 6851 §3: COPYUID in an untagged OK, then EXPUNGE for each moved message."""
+    """RFC 6851 §3: COPYUID in an untagged OK, then EXPUNGE (VANISHED with QRESYNC, §4.3) for
+    each moved message."""
     view = _view(s)
     _writable(view)
     dst = await find_mailbox(s, cmd.mailbox, missing_code="TRYCREATE")
@@ -129,6 +191,7 @@ async def move(s: Session, tag: str, cmd: c.Move) -> Done:
         if cmd.uid:
             return Done("MOVE completed (nothing to move)")
         raise No("The messages no longer exist", "EXPUNGEISSUED")
+    await _after_copy(s, dst.id, result)
     src_set = seqset.compress_ordered([p[0] for p in result.pairs]).decode()
     dst_set = seqset.compress_ordered([p[1] for p in result.pairs]).decode()
     s.write(r.status("*", "OK", "Moved", f"COPYUID {result.uidvalidity} {src_set} {dst_set}"))

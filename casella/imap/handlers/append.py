@@ -1,0 +1,82 @@
+"""APPEND (RFC 9051 §6.3.12) with MULTIAPPEND (RFC 3502: several messages, all or none),
+literal8 (RFC 3516 §4.4), the UTF8 data extension (RFC 6855 §4), APPENDUID (RFC 4315 §3), the
+keyword bounds of issue 7, and the quota warnings of issue 9.
+
+OK only after the store committed every message. Must never: touch SQL or files, or keep a
+staged body after the command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from casella.imap import commands as c
+from casella.imap import seqset
+from casella.imap.errors import No
+from casella.imap.handlers.mailbox import find_mailbox
+from casella.imap.quotawarn import send_quota_warnings
+from casella.imap.session import Done, to_crlf
+from casella.store.blobs import StagedBlob
+from casella.store.model import AppendItem
+
+if TYPE_CHECKING:
+    from casella.imap.selected import SelectedView
+    from casella.imap.session import Session
+
+MAX_KEYWORDS_PER_MESSAGE = 64     # PROMISES P1: keywords one message may carry
+MAX_KEYWORDS_PER_MAILBOX = 256    # distinct keywords in one mailbox's FLAGS
+
+
+def check_keywords(view: SelectedView | None, flags: tuple[str, ...],
+                   known: set[str] | None = None) -> None:
+    """NO [LIMIT] when `flags` would give a message or the mailbox too many keywords."""
+    keywords = [f for f in flags if not f.startswith("\\")]
+    if len(keywords) > MAX_KEYWORDS_PER_MESSAGE:
+        raise No(f"A message can carry at most {MAX_KEYWORDS_PER_MESSAGE} keywords", "LIMIT")
+    have = known if known is not None else (view.keywords if view is not None else set())
+    lower = {k.lower() for k in have}
+    new = {k.lower() for k in keywords} - lower
+    if new and len(lower) + len(new) > MAX_KEYWORDS_PER_MAILBOX:
+        raise No(f"A mailbox can have at most {MAX_KEYWORDS_PER_MAILBOX} keywords", "LIMIT")
+
+
+async def append(s: Session, tag: str, cmd: c.Append) -> Done:
+    mb = await find_mailbox(s, cmd.mailbox, missing_code="TRYCREATE")
+    if not mb.selectable:
+        raise No(f"{mb.name} cannot hold messages", "CANNOT")
+    view = s.selected if s.selected is not None and s.selected.mailbox_id == mb.id else None
+    known: set[str] | None = None
+    if view is None and any(not f.startswith("\\") for m in cmd.messages for f in m.flags):
+        known = set((await s.store.select(mb.id)).keywords)
+    all_flags: list[str] = []
+    for msg in cmd.messages:
+        all_flags.extend(msg.flags)
+        if not isinstance(msg.message, c.ExternalLiteral) and not msg.message:
+            raise No("Cannot store an empty message", "CANNOT")
+    check_keywords(view, tuple(dict.fromkeys(all_flags)), known)
+    staged: list[StagedBlob] = []
+    try:
+        items = []
+        for msg in cmd.messages:
+            if isinstance(msg.message, c.ExternalLiteral):
+                assert isinstance(msg.message.handle, StagedBlob)
+                blob = msg.message.handle
+            else:
+                blob = await s.store.blobs.stage(to_crlf(msg.message))
+                staged.append(blob)
+            internaldate = int(msg.date.timestamp()) if msg.date is not None else None
+            items.append(AppendItem(blob, msg.flags, internaldate))
+        # RFC 3502 §6.3.11: one transaction, so either every message is there or none is.
+        result = await s.store.append(mb.id, items)
+    finally:
+        for blob in staged:
+            blob.discard()
+    if view is not None:
+        s.write(view.learn_keywords(tuple(all_flags)))
+        view.own_new.update(result.uids)
+    else:
+        await s.absorb_own(mb.id)
+    assert s.account is not None
+    await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
+    return Done("APPEND completed",
+                f"APPENDUID {result.uidvalidity} {seqset.compress(result.uids).decode()}")

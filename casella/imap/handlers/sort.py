@@ -1,0 +1,84 @@
+"""SORT, UID SORT, THREAD and UID THREAD (RFC 5256; DISPLAYFROM / DISPLAYTO of RFC 5957): the
+search program is evaluated like SEARCH's, then the matching messages' stored headers (never
+their bodies) give the keys; the algorithms are in casella/imap/sorting.py.
+
+Must never: send EXPUNGE while answering (X1), or read a message body.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from casella.imap import commands as c
+from casella.imap.errors import Bad, No
+from casella.imap.handlers.search import check_charset
+from casella.imap.search import CHARSETS, Criteria, run_search
+from casella.imap.session import Done
+from casella.imap.sorting import (
+    SortInfo,
+    ordered_subject,
+    references,
+    render_threads,
+    sort_info,
+    sort_messages,
+)
+from casella.store.model import MessageMeta
+
+if TYPE_CHECKING:
+    from casella.imap.selected import SelectedView
+    from casella.imap.session import Session
+
+BATCH = 2000
+
+
+async def _matching(s: Session, key: c.SearchKey, charset: str) -> tuple[list[SortInfo],
+                                                                            Criteria]:
+    view = s.selected
+    assert view is not None
+    check_charset(s, charset, mandatory=True)
+    if charset not in CHARSETS and charset != "UTF8":
+        # RFC 5256 §3: US-ASCII and UTF-8 at least; others are NO [BADCHARSET].
+        raise No(f"Charset {charset[:30]} is not supported", "BADCHARSET (US-ASCII UTF-8)")
+    criteria = Criteria(key, charset, view, s.saved_search)
+    if criteria.has_modseq:
+        s.enable_condstore()
+    matched: list[MessageMeta] = []
+    await run_search(s.store, view, criteria, matched=matched)
+    return await _infos(s, view, matched), criteria
+
+
+async def _infos(s: Session, view: SelectedView, metas: list[MessageMeta]) -> list[SortInfo]:
+    out: list[SortInfo] = []
+    for start in range(0, len(metas), BATCH):
+        chunk = metas[start:start + BATCH]
+        headers = await s.store.fetch_headers([m.blob_id for m in chunk])
+        for m in chunk:
+            seq = view.seq_of(m.uid)
+            if seq is not None:
+                out.append(sort_info(seq, m.uid, m.internaldate, m.size,
+                                     headers.get(m.blob_id, b"")))
+    return out
+
+
+async def sort(s: Session, tag: str, cmd: c.Sort) -> Done:
+    infos, criteria = await _matching(s, cmd.key, cmd.charset)
+    ordered = sort_messages(infos, cmd.criteria)
+    numbers = [i.uid if cmd.uid else i.seq for i in ordered]
+    line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
+    if criteria.has_modseq and numbers:
+        line += b" (MODSEQ %d)" % criteria.max_modseq
+    s.write(line + b"\r\n")
+    return Done("SORT completed")
+
+
+async def thread(s: Session, tag: str, cmd: c.Thread) -> Done:
+    infos, _ = await _matching(s, cmd.key, cmd.charset)
+    if cmd.algorithm == "ORDEREDSUBJECT":
+        threads = ordered_subject(infos)
+    elif cmd.algorithm == "REFERENCES":
+        threads = references(infos)
+    else:
+        raise Bad(f"Unknown threading algorithm {cmd.algorithm[:30]}")
+    body = render_threads(threads, cmd.uid)
+    s.write(b"* THREAD" + (b" " + body if body else b"") + b"\r\n")
+    return Done("THREAD completed")
