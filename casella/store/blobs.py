@@ -2,17 +2,13 @@
 
 Lives here: `BlobStore` (paths, staging, publishing, removal, reads, orphan listing),
 `BlobWriter` (streams a message into a temporary file while it arrives) and `StagedBlob` (a
-body written to a temporary file and parsed, waiting for a store transaction to publish it).
+body that is on disk, fsynced and parsed, waiting for a store transaction to publish it).
 
-Durable write order (STYLE.md): temporary file inside data_dir → hard link into place →
-fsync(file) → fsync(directory) → the backend commits the metadata → the caller replies. The
-backend publishes (links) and fsyncs every new blob of a write batch together, just before its
-COMMIT: on a journalling file system the first fsync flushes the whole batch, so twenty
-concurrent deliveries cost about one flush instead of forty. A file under its final name
-without a committed row is an orphan that start-up removes, so a crash at any point leaves the
-whole message or nothing. Publishing and removal are done only by the backend while it holds
-its write lock, so a blob can never be unlinked between another delivery's link and commit.
-Must never: write outside its root, or let a row be committed before its file is fsynced.
+Durable write order (STYLE.md): temporary file inside data_dir → fsync(file) → rename into
+place → fsync(directory) → the caller commits the metadata → the caller replies. Publishing and
+removal are done only by the backend while it holds its write lock, so a blob can never be
+unlinked between another delivery's rename and commit. Must never: write outside its root, or
+leave a partial file under a final name.
 """
 
 from __future__ import annotations
@@ -61,9 +57,8 @@ def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
 
 
 class StagedBlob:
-    """A message written to a temporary file (not yet durable) and parsed. Publish it through a
-    store operation, which makes it durable, then call `discard()` (which removes the
-    temporary file if it is still there)."""
+    """A message written to a temporary file, fsynced and parsed. Publish it through a store
+    operation, then call `discard()` (which removes the temporary file if it is still there)."""
 
     __slots__ = ("tmp_path", "digest", "size", "parsed", "_store")
 
@@ -135,8 +130,7 @@ class BlobWriter:
             raise _storage_error(exc, "write the message") from exc
 
     async def finish(self) -> StagedBlob:
-        """Write out the rest, parse the message, and return it staged (the store fsyncs it
-        when it publishes it)."""
+        """fsync the file, parse the message, and return it staged."""
         loop = asyncio.get_running_loop()
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         try:
@@ -156,8 +150,13 @@ class BlobWriter:
         else:
             self._write_sync(chunks)
         assert self._fd is not None and self._path is not None
-        os.close(self._fd)
-        self._fd = None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _storage_error(exc, "write the message") from exc
+        finally:
+            os.close(self._fd)
+            self._fd = None
         self._done = True
         if data is not None:
             parsed = self._store.parser(data)
@@ -221,10 +220,9 @@ class BlobStore:
 
     # --- called by the backend while it holds its write lock ------------------------------
 
-    def publish(self, staged: StagedBlob, files_to_sync: set[Path],
-                dirs_to_sync: set[Path]) -> None:
-        """Give a staged file its final name (idempotent: the content is the same). The file
-        and its directory are added to the sets; call `sync` before committing."""
+    def publish(self, staged: StagedBlob, dirs_to_sync: set[Path]) -> None:
+        """Move a staged file to its final name (idempotent: the content is the same). The
+        directory is added to `dirs_to_sync`; call `sync_dirs` before committing."""
         final = self.path_for(staged.digest)
         try:
             final.parent.mkdir(exist_ok=True)
@@ -236,21 +234,10 @@ class BlobStore:
             pass
         except OSError as exc:
             raise _storage_error(exc, "store the message") from exc
-        files_to_sync.add(final)
         dirs_to_sync.add(final.parent)
 
     @staticmethod
-    def sync(files: set[Path], dirs: set[Path]) -> None:
-        """fsync the published files, then their directories."""
-        for path in sorted(files):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise _storage_error(exc, "store the message") from exc
+    def sync_dirs(dirs: set[Path]) -> None:
         for d in dirs:
             try:
                 fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)

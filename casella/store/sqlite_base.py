@@ -105,11 +105,10 @@ def _in_ranges(uids: UidRanges) -> list[tuple[int, int]]:
 
 @dataclass
 class _Txn:
-    """What one write job may touch besides SQL: blob files and directories to fsync before
-    COMMIT, and change events to publish after it."""
+    """What one write job may touch besides SQL: blob directories to fsync before COMMIT and
+    change events to publish after it."""
     cur: sqlite3.Connection
     blobs: BlobStore
-    files: set[Path] = field(default_factory=set)
     dirs: set[Path] = field(default_factory=set)
     events: list[tuple[int, int, int]] = field(default_factory=list)
     released_blobs: bool = False
@@ -243,7 +242,6 @@ class SQLiteBase:
             for job in batch:
                 self._resolve(job, None, err, [])
             return
-        txn_files: set[Path] = set()
         txn_dirs: set[Path] = set()
         released = False
         for job in batch:
@@ -263,12 +261,11 @@ class SQLiteBase:
                 conn.execute("RELEASE job")
                 outcomes.append((job, None, exc, []))
                 continue
-            txn_files |= txn.files
             txn_dirs |= txn.dirs
             released |= txn.released_blobs
             outcomes.append((job, result, None, txn.events))
         try:
-            BlobStore.sync(txn_files, txn_dirs)
+            BlobStore.sync_dirs(txn_dirs)
             conn.execute("COMMIT")
         except (sqlite3.Error, StorageError) as exc:
             if conn.in_transaction:
@@ -434,10 +431,10 @@ class SQLiteBase:
                           (staged.digest,)).fetchone()
         if row is not None:
             if row[1] == 0 or not self.blobs.exists(staged.digest):
-                self.blobs.publish(staged, txn.files, txn.dirs)
+                self.blobs.publish(staged, txn.dirs)
             cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?", (count, row[0]))
             return int(row[0])
-        self.blobs.publish(staged, txn.files, txn.dirs)
+        self.blobs.publish(staged, txn.dirs)
         p = staged.parsed
         cursor = cur.execute(
             "INSERT INTO blobs (digest, size, refcount, header, envelope, bodystructure, body, "
@@ -521,9 +518,6 @@ class SQLiteBase:
         size = sum(r[4] for r in rows)
         self._adjust(txn.cur, mb.id, mb.account_id, messages=len(rows), unseen=unseen,
                      deleted=deleted, size=size, uidnext=uid + len(rows), modseq=modseq)
-        # IMAP extensions (sqlite_imapext.py): THREADID and quota-warning crossings, decided in
-        # this same transaction.
-        self._imapext_inserted(txn, mb, uids, rows)  # type: ignore[attr-defined]
         txn.events.append((mb.account_id, mb.id, modseq))
         return uids
 
