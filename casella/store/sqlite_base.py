@@ -518,6 +518,9 @@ class SQLiteBase:
         size = sum(r[4] for r in rows)
         self._adjust(txn.cur, mb.id, mb.account_id, messages=len(rows), unseen=unseen,
                      deleted=deleted, size=size, uidnext=uid + len(rows), modseq=modseq)
+        # IMAP extensions (sqlite_imapext.py): THREADID and quota-warning crossings, decided in
+        # this same transaction.
+        self._imapext_inserted(txn, mb, uids, rows)  # type: ignore[attr-defined]
         txn.events.append((mb.account_id, mb.id, modseq))
         return uids
 
