@@ -18,7 +18,6 @@ It must never import asyncio, sockets, config or the store.
 from __future__ import annotations
 
 import mmap
-import re
 from dataclasses import dataclass, field
 
 from casella.mail.headers import (
@@ -195,52 +194,72 @@ class _Builder:
         return node
 
     def _delimiter(
-        self,
-        patterns: tuple[re.Pattern[bytes], re.Pattern[bytes]],
-        pos: int,
-        region_start: int,
-        end: int,
+        self, dash: bytes, pos: int, region_start: int, end: int
     ) -> tuple[int, int, bool] | None:
-        """Find the next boundary delimiter line (RFC 2046 §5.1.1) at or after ``pos``.
+        """Find the next boundary delimiter line (RFC 2046 §5.1.1) at or after ``pos``;
+        ``dash`` is ``--`` and the boundary.
 
         Returns (start of the delimiter including the line end before it, offset just past
-        its own line end, is-close-delimiter). ``patterns`` come from ``_delimiter_re``.
-        Matching is strict like RFC 2046 and Python's email package: after the boundary only
-        ``--`` (close) or whitespace up to the line end may follow. Dovecot accepts any
-        line that merely starts with the boundary; strict matching keeps an outer boundary
-        that is a prefix of an inner one (``b`` vs ``b-1``) from cutting the inner parts.
-        The regular expression skips non-matching candidates in C, so this stays linear.
+        its own line end, is-close-delimiter). Matching is strict like RFC 2046 and Python's
+        email package: after the boundary only ``--`` (close) or whitespace up to the line
+        end may follow. Dovecot accepts any line that merely starts with the boundary;
+        strict matching keeps an outer boundary that is a prefix of an inner one (``b`` vs
+        ``b-1``) from cutting the inner parts. Candidates are found with ``find`` (C speed),
+        so this stays linear, and no regular expression is compiled per boundary.
         """
         data = self.data
-        at_start, after_lf = patterns
         if pos == region_start:
-            m = at_start.match(data, pos, end)  # a delimiter right at the start of the body
-            if m is not None:
-                return (pos, self._line_end(m, end), m.group(1) is not None)
-        m = after_lf.search(data, max(pos - 1, region_start), end)
-        if m is None:
-            return None
-        p = m.start()
-        dstart = p - 1 if p > region_start and data[p - 1 : p] == b"\r" else p
-        return (dstart, self._line_end(m, end), m.group(1) is not None)
+            # a delimiter right at the start of the body
+            stop = pos + len(dash)
+            if stop <= end and data[pos:stop] == dash:
+                tail = self._delimiter_tail(stop, end)
+                if tail is not None:
+                    return (pos, tail[0], tail[1])
+        needle = b"\n" + dash
+        at = max(pos - 1, region_start)
+        while True:
+            p = data.find(needle, at, end)
+            if p < 0:
+                return None
+            tail = self._delimiter_tail(p + len(needle), end)
+            if tail is not None:
+                dstart = p - 1 if p > region_start and data[p - 1 : p] == b"\r" else p
+                return (dstart, tail[0], tail[1])
+            at = p + 1
 
-    def _line_end(self, m: re.Match[bytes], end: int) -> int:
-        """Offset just past the delimiter line (for a close delimiter: past its line)."""
-        if m.group(1) is None:
-            return m.end()
-        nl = self.data.find(b"\n", m.end(), end)
-        return nl + 1 if nl >= 0 else end
+    def _delimiter_tail(self, pos: int, end: int) -> tuple[int, bool] | None:
+        """What may follow ``--boundary`` at ``pos``: ``--`` (a close delimiter: returns the
+        offset past its line), or up to ``_MAX_PADDING`` spaces and tabs and then a line end
+        or the end of the entity (returns the offset past it). None when neither follows."""
+        data = self.data
+        if pos + 2 <= end and data[pos : pos + 2] == b"--":
+            nl = data.find(b"\n", pos + 2, end)
+            return (nl + 1 if nl >= 0 else end, True)
+        limit = min(end, pos + _MAX_PADDING + 1)
+        head = data[pos:limit]
+        pad = len(head) - len(head.lstrip(b" \t"))
+        if pad > _MAX_PADDING:
+            return None
+        k = pos + pad
+        if k == end:
+            return (k, False)
+        c = data[k : k + 1]
+        if c == b"\n":
+            return (k + 1, False)
+        if c == b"\r" and k + 2 <= end and data[k + 1 : k + 2] == b"\n":
+            return (k + 2, False)
+        return None
 
     def split_multipart(self, node: MimeNode, boundary: bytes, depth: int, digest: bool) -> None:
         """RFC 2046 §5.1.1: preamble, parts separated by delimiter lines, close delimiter,
         epilogue. The CRLF before a delimiter belongs to the delimiter, not to the part. A
         missing close delimiter ends the last part at the end of the enclosing entity."""
-        patterns = _delimiter_re(boundary)
+        dash = b"--" + boundary
         region, end = node.body_start, node.end
-        delim = self._delimiter(patterns, region, region, end)
+        delim = self._delimiter(dash, region, region, end)
         while delim is not None and not delim[2]:
             start = delim[1]
-            delim = self._delimiter(patterns, start, region, end) if start < end else None
+            delim = self._delimiter(dash, start, region, end) if start < end else None
             part_end = max(start, delim[0]) if delim is not None else end
             if self.count >= MAX_PARTS:
                 # Part limit: the rest of this multipart becomes part of its last part.
@@ -251,14 +270,6 @@ class _Builder:
                         last.lines = count_lines(self.data, last.body_start, end)
                 return
             node.children.append(self.entity(start, part_end, depth + 1, digest))
-
-
-def _delimiter_re(boundary: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
-    """Delimiter lines for ``boundary`` (RFC 2046 §5.1.1): ``--boundary`` then either ``--``
-    (group 1: close delimiter) or transport padding and a line end / the end of the data.
-    The first pattern is for the start of a body, the second for after a line end."""
-    core = rb"--" + re.escape(boundary) + rb"(?:(--)|[ \t]{0,%d}(?:\r?\n|\Z))" % _MAX_PADDING
-    return re.compile(core), re.compile(rb"\n" + core)
 
 
 def build_tree(data: Buffer) -> MimeNode:

@@ -214,7 +214,22 @@ def preview_text(data: bytes | mmap.mmap, root: Part, attachments: frozenset[int
     if part is None:
         return ""
     text = part_text(data, part, max_bytes=_PREVIEW_READ)
-    return _WS.sub(" ", text).strip()[:PREVIEW_CHARS].rstrip()
+    return collapse_prefix(text, PREVIEW_CHARS)
+
+
+def collapse_prefix(text: str, chars: int) -> str:
+    """``_WS.sub(" ", text).strip()[:chars].rstrip()``, with the whitespace regex run over a
+    growing prefix of ``text`` rather than all of it (up to 64 KiB of text for 200
+    characters). Collapsing a prefix gives a prefix of the collapsed whole (a whitespace run
+    cut at the end still becomes one space), so once a prefix yields more than ``chars``
+    characters the answer is in it."""
+    k = 4 * chars
+    while k < len(text):
+        head = _WS.sub(" ", text[:k]).lstrip()
+        if len(head) > chars:
+            return head[:chars].rstrip()
+        k *= 8
+    return _WS.sub(" ", text).strip()[:chars].rstrip()
 
 
 def _without(root: Part, skip: frozenset[int]) -> Part:
