@@ -13,7 +13,7 @@ numbers never reach the store (sessions map them to UIDs).
 from __future__ import annotations
 
 import abc
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from casella.store.blobs import BlobStore, StagedBlob
 from casella.store.changes import ChangeBus
@@ -119,6 +119,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def remove_alias(self, source: str) -> None: ...
 
+    async def resolve_address(self, address: str) -> tuple[bool, Alias | None, Account | None]:
+        """What SMTP asks about each recipient, at once: whether the address's domain is
+        hosted, the alias whose source is exactly the address, and the address's account
+        (`get_domain`, `get_alias`, `get_account`). A backend answers in one round trip where
+        it can; this default asks three times."""
+        domain = address.rpartition("@")[2]
+        return (await self.get_domain(domain) is not None, await self.get_alias(address),
+                await self.get_account(address))
+
     # --- mailboxes -------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -178,6 +187,35 @@ class Store(abc.ABC):
         """The parsed, precomputed data of these blobs."""
 
     @abc.abstractmethod
+    async def search_uids(self, mailbox_id: int, max_uid: int, *,
+                          with_flags: Sequence[str] = (), without_flags: Sequence[str] = (),
+                          since: int | None = None, before: int | None = None,
+                          larger: int | None = None, smaller: int | None = None) -> list[int]:
+        """UIDs up to `max_uid`, ascending, of the messages that have every flag of
+        `with_flags` and none of `without_flags` (system flags, or keywords compared without
+        regard to ASCII case), an INTERNALDATE in [since, before) (seconds since the epoch)
+        and a size above `larger` and below `smaller` (IMAP SEARCH, RFC 9051 §6.4.4)."""
+
+    @abc.abstractmethod
+    async def fetch_messages(self, mailbox_id: int, uids: UidRanges,
+                             static_fields: Collection[str]
+                             ) -> list[tuple[MessageMeta, MessageStatic | None]]:
+        """`fetch_meta` and `fetch_static` in one: the metadata of the messages in the UID
+        ranges, ascending by UID, each with its static data, of which only `static_fields`
+        (names of MessageStatic fields among header, envelope, bodystructure, body, parts,
+        preview) are read, the others left empty; blob_id, digest and size always."""
+
+    @abc.abstractmethod
+    async def fetch_flags(self, mailbox_id: int, uids: UidRanges
+                          ) -> list[tuple[int, int, tuple[str, ...]]]:
+        """(uid, modseq, flags) of the messages in the UID ranges, ascending, as plain tuples:
+        what a client's flag resync of a whole mailbox reads (FETCH 1:* (UID FLAGS))."""
+
+    @abc.abstractmethod
+    async def read_blobs(self, pieces: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """`read_blob(digest, offset, length)` for each piece, in one go."""
+
+    @abc.abstractmethod
     async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
         """Bytes of a stored message; read large ones in pieces to stream them."""
 
@@ -193,9 +231,12 @@ class Store(abc.ABC):
     # --- messages: writes ------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def append(self, mailbox_id: int, items: Sequence[AppendItem]) -> AppendResult:
+    async def append(self, mailbox_id: int, items: Sequence[AppendItem],
+                     claim_recent: bool = False) -> AppendResult:
         """Append all items atomically (MULTIAPPEND): UIDs assigned in order, quota checked
-        for the total. QuotaExceeded changes nothing."""
+        for the total. QuotaExceeded changes nothing. With `claim_recent`, `claim_recent` is
+        done in the same transaction, after the insert, and its answer is the result's
+        `recent` (IMAP: a session appending to the mailbox it has selected)."""
 
     @abc.abstractmethod
     async def deliver(self, blob: StagedBlob,

@@ -5,15 +5,20 @@ Lives here: `BlobStore` (paths, staging, publishing, removal, reads, orphan list
 body that is on disk, fsynced and parsed, waiting for a store transaction to publish it).
 
 Durable write order (STYLE.md): temporary file inside data_dir → fsync(file) → rename into
-place → fsync(directory) → the caller commits the metadata → the caller replies. Publishing and
-removal are done only by the backend while it holds its write lock, so a blob can never be
-unlinked between another delivery's rename and commit. Must never: write outside its root, or
-leave a partial file under a final name.
+place → fsync(directory) → the caller commits the metadata → the caller replies. Removal is
+done only by the backend while it holds its write lock. Publication is too, except that a
+writer may publish *early* (`finish(publish_early=True)`): link and fsync the directory
+before the write lock is taken, so that the lock is not held through those fsyncs. Under the
+lock the backend then only checks that the final name still holds the very inode whose
+directory entry was made durable (`publish`), and links and fsyncs again if not; an early
+link that no commit came to claim is removed under the lock (`drop_unclaimed`). Must never:
+write outside its root, or leave a partial file under a final name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import hashlib
 import mmap
@@ -25,6 +30,12 @@ from typing import Callable, Iterator
 from casella.errors import DiskFull, StorageError
 
 _SPILL_THRESHOLD = 1024 * 1024  # above this a message is written to disk as it arrives
+# A message this small with at most this many lines that could be MIME delimiters is parsed
+# on the calling (event loop) thread, a few hundred microseconds, rather than in the I/O
+# thread, where the parse would only take turns at the GIL with the loop; bigger or
+# many-part messages (a 64 KiB part bomb takes ~90 ms) are parsed in the I/O thread.
+_PARSE_HERE_SIZE = 64 * 1024
+_PARSE_HERE_PARTS = 16
 _io_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-io")
 
 
@@ -60,7 +71,8 @@ class StagedBlob:
     """A message written to a temporary file, fsynced and parsed. Publish it through a store
     operation, then call `discard()` (which removes the temporary file if it is still there)."""
 
-    __slots__ = ("tmp_path", "digest", "size", "parsed", "_store")
+    __slots__ = ("tmp_path", "digest", "size", "parsed", "_store", "early_ino", "own_link",
+                 "committed")
 
     def __init__(self, store: "BlobStore", tmp_path: Path, digest: str, size: int,
                  parsed: ParsedData) -> None:
@@ -69,8 +81,18 @@ class StagedBlob:
         self.digest = digest
         self.size = size
         self.parsed = parsed
+        # Published early: the inode the final name held when its directory was fsynced.
+        self.early_ino: int | None = None
+        self.own_link = False     # that inode is this staged file's (the early link made it)
+        self.committed = False    # a committed transaction references the digest
 
     def discard(self) -> None:
+        if self.own_link and not self.committed:
+            # The early link may be an orphan: the writer removes it under its lock unless a
+            # row references the digest by then.
+            self.own_link = False
+            assert self.early_ino is not None
+            self._store.unclaimed.append((self.digest, self.early_ino))
         try:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
@@ -111,6 +133,15 @@ class BlobWriter:
         if self._buffered >= _SPILL_THRESHOLD:
             await self._spill()
 
+    def peek(self) -> bytes | None:
+        """Everything written so far when it is all still in memory (nothing spilled to the
+        temporary file), else None."""
+        if self._fd is not None:
+            return None
+        if len(self._chunks) > 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0] if self._chunks else b""
+
     async def _spill(self) -> None:
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         loop = asyncio.get_running_loop()
@@ -129,17 +160,28 @@ class BlobWriter:
         except OSError as exc:
             raise _storage_error(exc, "write the message") from exc
 
-    async def finish(self) -> StagedBlob:
-        """fsync the file, parse the message, and return it staged."""
+    async def finish(self, publish_early: bool = False) -> StagedBlob:
+        """fsync the file, parse the message, and return it staged. With `publish_early` the
+        file is also linked under its final name and that directory fsynced, in the same hop
+        to the I/O thread (see the module docstring); the store's transaction then has no
+        fsync of its own to do for it."""
         loop = asyncio.get_running_loop()
         chunks, self._chunks, self._buffered = self._chunks, [], 0
+        parsed = None
         try:
-            return await loop.run_in_executor(_io_executor, self._finish_sync, chunks)
+            if self._fd is None and self._size <= _PARSE_HERE_SIZE:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks = [data]
+                if data.count(b"\n--") <= _PARSE_HERE_PARTS:
+                    parsed = self._store.parser(data)
+            return await loop.run_in_executor(_io_executor, self._finish_sync, chunks,
+                                              publish_early, parsed)
         except BaseException:
             self.abort()
             raise
 
-    def _finish_sync(self, chunks: list[bytes]) -> StagedBlob:
+    def _finish_sync(self, chunks: list[bytes], publish_early: bool = False,
+                     parsed: ParsedData | None = None) -> StagedBlob:
         data: bytes | None = None
         if self._fd is None and len(chunks) <= 1:
             data = chunks[0] if chunks else b""
@@ -152,17 +194,21 @@ class BlobWriter:
         assert self._fd is not None and self._path is not None
         try:
             os.fsync(self._fd)
+            tmp_ino = os.fstat(self._fd).st_ino
         except OSError as exc:
             raise _storage_error(exc, "write the message") from exc
         finally:
             os.close(self._fd)
             self._fd = None
         self._done = True
-        if data is not None:
+        if parsed is None and data is not None:
             parsed = self._store.parser(data)
-        else:
+        elif parsed is None:
             parsed = self._store.parse_file(self._path)
-        return StagedBlob(self._store, self._path, self._hash.hexdigest(), self._size, parsed)
+        staged = StagedBlob(self._store, self._path, self._hash.hexdigest(), self._size, parsed)
+        if publish_early:
+            self._store.publish_early(staged, tmp_ino)
+        return staged
 
     def abort(self) -> None:
         """Throw the partial message away (client disconnected, too big, refused)."""
@@ -189,6 +235,8 @@ class BlobStore:
         self.tmp_dir = root / "tmp"
         self.parser = parser or _default_parser
         self._tmp_counter = 0
+        # (digest, inode) of early links whose staged blob was discarded uncommitted.
+        self.unclaimed: collections.deque[tuple[str, int]] = collections.deque()
 
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -204,11 +252,12 @@ class BlobStore:
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
-    async def stage(self, data: bytes) -> StagedBlob:
-        """Write `data` durably to a temporary file and parse it."""
+    async def stage(self, data: bytes, publish_early: bool = False) -> StagedBlob:
+        """Write `data` durably to a temporary file and parse it (`publish_early`: see
+        `BlobWriter.finish`)."""
         writer = BlobWriter(self)
         await writer.write(data)
-        return await writer.finish()
+        return await writer.finish(publish_early)
 
     def parse_file(self, path: Path) -> ParsedData:
         with open(path, "rb") as f:
@@ -218,12 +267,39 @@ class BlobStore:
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 return self.parser(mm)
 
+    def publish_early(self, staged: StagedBlob, tmp_ino: int) -> None:
+        """Link a staged (fsynced) file under its final name and fsync that directory, before
+        any lock is taken. The inode found there is read *before* the fsync, so the entry it
+        names was durable by the time the fsync returned. Any failure leaves the work to
+        `publish` under the lock."""
+        final = self.path_for(staged.digest)
+        try:
+            final.parent.mkdir(exist_ok=True)
+            try:
+                os.link(staged.tmp_path, final)
+            except FileExistsError:
+                pass
+            ino = os.stat(final).st_ino
+            self.sync_dirs({final.parent})
+        except (OSError, StorageError):
+            return
+        staged.early_ino = ino
+        staged.own_link = ino == tmp_ino
+
     # --- called by the backend while it holds its write lock ------------------------------
 
     def publish(self, staged: StagedBlob, dirs_to_sync: set[Path]) -> None:
         """Move a staged file to its final name (idempotent: the content is the same). The
-        directory is added to `dirs_to_sync`; call `sync_dirs` before committing."""
+        directory is added to `dirs_to_sync`; call `sync_dirs` before committing. Nothing is
+        left to do when an early publication's entry is still there: only this lock's holder
+        removes final names, and whoever links an inode anew fsyncs before it commits."""
         final = self.path_for(staged.digest)
+        if staged.early_ino is not None:
+            try:
+                if os.stat(final).st_ino == staged.early_ino:
+                    return
+            except OSError:
+                pass
         try:
             final.parent.mkdir(exist_ok=True)
             if not final.exists():
@@ -247,6 +323,27 @@ class BlobStore:
                     os.close(fd)
             except OSError as exc:
                 raise _storage_error(exc, "store the message") from exc
+
+    def drop_unclaimed(self, referenced: Callable[[str], bool]) -> int:
+        """Remove the early links of discarded, uncommitted staged blobs whose digest no row
+        references (`referenced`), when the final name still holds that very inode. Returns
+        how many were removed."""
+        removed = 0
+        while self.unclaimed:
+            try:
+                digest, ino = self.unclaimed.popleft()
+            except IndexError:
+                break
+            if referenced(digest):
+                continue
+            path = self.path_for(digest)
+            try:
+                if os.stat(path).st_ino == ino:
+                    os.unlink(path)
+                    removed += 1
+            except OSError:
+                pass
+        return removed
 
     def remove(self, digest: str) -> None:
         try:

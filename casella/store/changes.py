@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -34,16 +35,26 @@ class Subscription:
         self._pending: dict[int, ChangeEvent] = {}
         self._event = asyncio.Event()
         self.closed = False
+        # Called (on the loop, by publish) after each event: a cheaper way to be woken than a
+        # task in wait() for a session that waits for other things too (IMAP IDLE).
+        self.listener: Callable[[], object] | None = None
 
     def _deliver(self, event: ChangeEvent) -> None:
         seen = self._pending.get(event.mailbox_id)
         if seen is None or event.modseq >= seen.modseq:
             self._pending[event.mailbox_id] = event
         self._event.set()
+        if self.listener is not None:
+            self.listener()
 
     @property
     def pending(self) -> bool:
         return bool(self._pending)
+
+    def pending_after(self, modseq: int) -> bool:
+        """Whether an event waits that may say more than MODSEQ `modseq` already does. An
+        event without a MODSEQ (0: a rename) always may."""
+        return any(e.modseq > modseq or e.modseq == 0 for e in self._pending.values())
 
     async def wait(self) -> list[ChangeEvent]:
         """The latest event per mailbox since the last call (waits for at least one)."""
@@ -75,6 +86,8 @@ class ChangeBus:
     def __init__(self) -> None:
         self._by_mailbox: dict[int, set[Subscription]] = defaultdict(set)
         self._by_account: dict[int, set[Subscription]] = defaultdict(set)
+        # Counts every event (local or relayed from another worker): a reader that began after
+        # the count last moved saw every change published so far (casella.imap.shared).
         self.published = 0
 
     def subscribe(self, mailbox_id: int) -> Subscription:

@@ -173,6 +173,7 @@ class AppendResult:
     uidvalidity: int
     uids: tuple[int, ...]
     highestmodseq: int
+    recent: tuple[int, int] | None = None   # the \Recent claim, when asked for (Store.append)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), on sqlite_base (threads, group commit, repair).
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
+(threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; reads run on a pool of reader threads. Must never:
 run SQL on the event loop thread, or report success before COMMIT.
@@ -23,9 +24,11 @@ from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_queue import QueueOps
+from casella.store.sqlite_reads import ReadOps
 
 
-class SQLiteStore(DirectoryOps, MailOps, QueueOps, LimitOps, AuthOps, ImapExtOps, Store):
+class SQLiteStore(DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps, ImapExtOps,
+                  Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

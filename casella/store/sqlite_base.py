@@ -9,7 +9,9 @@ on. Must never: run SQL on the event loop thread, or report success before COMMI
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -112,6 +114,7 @@ class _Txn:
     dirs: set[Path] = field(default_factory=set)
     events: list[tuple[int, int, int]] = field(default_factory=list)
     released_blobs: bool = False
+    staged: list[StagedBlob] = field(default_factory=list)  # referenced by this job
 
 
 @dataclass
@@ -192,13 +195,36 @@ class SQLiteBase:
         self._jobs.put(_Job(fn, fut, loop))
         return await fut
 
+    def _open_write_lock(self) -> int | None:
+        """The file whose flock(2) the writer threads of every process on this data_dir hold
+        around each write transaction. SQLite's own busy handler waits for its lock in sleeps
+        of 1 to 100 ms, so with several workers a writer often slept long after the other had
+        committed; the kernel hands a flock over the moment it is released. Without the file
+        (read-only directory) SQLite's busy handler alone serialises the writers, as before."""
+        try:
+            return os.open(self.data_dir / "casella.db-writer.lock", os.O_RDWR | os.O_CREAT,
+                           0o600)
+        except OSError as exc:
+            log.warning("no writer lock file, SQLite's busy handler serialises writers: %s",
+                        exc)
+            return None
+
     def _writer_main(self) -> None:
         conn = self._connect(writer=True)
+        lock_fd = self._open_write_lock()
         try:
             while True:
                 job = self._jobs.get()
                 if job is None:
                     return
+                locked: int | None = None
+                if lock_fd is not None:
+                    try:
+                        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                        locked = lock_fd
+                    except OSError:
+                        pass  # SQLite's busy handler still serialises the transaction
+                # Jobs queued while the lock was awaited join this batch (group commit).
                 batch = [job]
                 stop = False
                 while len(batch) < _MAX_BATCH:
@@ -210,11 +236,17 @@ class SQLiteBase:
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                try:
+                    self._run_batch(conn, batch)
+                finally:
+                    if locked is not None:
+                        fcntl.flock(locked, fcntl.LOCK_UN)
                 if stop:
                     return
         finally:
             conn.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the whole batch. Whatever happens, every job gets an answer and
@@ -243,6 +275,7 @@ class SQLiteBase:
                 self._resolve(job, None, err, [])
             return
         txn_dirs: set[Path] = set()
+        txn_staged: list[StagedBlob] = []
         released = False
         for job in batch:
             txn = _Txn(conn, self.blobs)
@@ -262,9 +295,13 @@ class SQLiteBase:
                 outcomes.append((job, None, exc, []))
                 continue
             txn_dirs |= txn.dirs
+            txn_staged += txn.staged
             released |= txn.released_blobs
             outcomes.append((job, result, None, txn.events))
         try:
+            if self.blobs.unclaimed:
+                self.blobs.drop_unclaimed(lambda d: conn.execute(
+                    "SELECT 1 FROM blobs WHERE digest = ?", (d,)).fetchone() is not None)
             BlobStore.sync_dirs(txn_dirs)
             conn.execute("COMMIT")
         except (sqlite3.Error, StorageError) as exc:
@@ -278,6 +315,8 @@ class SQLiteBase:
             for job, _, job_err, _ in outcomes:
                 self._resolve(job, None, job_err or err, [])
             return
+        for staged in txn_staged:
+            staged.committed = True
         for job, result, job_err, events in outcomes:
             self._resolve(job, result, job_err, events)
         if released:
@@ -427,6 +466,7 @@ class SQLiteBase:
         """Reference a staged body: publish its file if this digest is new (or was collected),
         add `count` references, return the blob id."""
         cur = txn.cur
+        txn.staged.append(staged)
         row = cur.execute("SELECT id, refcount FROM blobs WHERE digest = ?",
                           (staged.digest,)).fetchone()
         if row is not None:

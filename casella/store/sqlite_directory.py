@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import (
     Any,
+    Callable,
     Sequence,
 )
 
@@ -229,6 +230,31 @@ class DirectoryOps(SQLiteBase):
         return await self._read(lambda c: (lambda r: Alias(r[0], tuple(r[1].split("\n")))
                                            if r else None)(c.execute(
             "SELECT source, destinations FROM aliases WHERE source = ?", (src,)).fetchone()))
+
+    async def resolve_address(self, address: str) -> tuple[bool, Alias | None, Account | None]:
+        def norm(f: Callable[[str], str], value: str) -> str | None:
+            try:
+                return f(value)
+            except InvalidName:
+                return None
+        domain = norm(normalize_domain, address.rpartition("@")[2])
+        src = norm(normalize_alias_source, address)
+        addr = norm(normalize_address, address)
+
+        def q(conn: sqlite3.Connection) -> tuple[bool, Alias | None, Account | None]:
+            hosted = domain is not None and conn.execute(
+                "SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is not None
+            alias = account = None
+            if src is not None:
+                r = conn.execute("SELECT source, destinations FROM aliases WHERE source = ?",
+                                 (src,)).fetchone()
+                alias = Alias(r[0], tuple(r[1].split("\n"))) if r else None
+            if addr is not None:
+                r = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE address = ?",
+                                 (addr,)).fetchone()
+                account = _account(r) if r else None
+            return hosted, alias, account
+        return await self._read(q)
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         if domain is None:

@@ -304,7 +304,8 @@ class MailOps(SQLiteBase):
 
     # --- messages: writes ------------------------------------------------------------------
 
-    async def append(self, mailbox_id: int, items: Sequence[AppendItem]) -> AppendResult:
+    async def append(self, mailbox_id: int, items: Sequence[AppendItem],
+                     claim_recent: bool = False) -> AppendResult:
         if not items:
             raise UserError("nothing to append")
 
@@ -324,7 +325,13 @@ class MailOps(SQLiteBase):
                              item.blob.size, blob_id))
             self._register_keywords(cur, mb.id, sorted(all_keywords))
             uids = self._insert_messages(txn, mb, rows)
-            return AppendResult(mb.uidvalidity, uids, mb.highestmodseq + 1)
+            recent = None
+            if claim_recent:
+                # As claim_recent does, with the new messages' UIDs already given out.
+                recent = (mb.first_recent_uid, uids[-1] + 1)
+                cur.execute("UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
+                            (uids[-1] + 1, mb.id))
+            return AppendResult(mb.uidvalidity, uids, mb.highestmodseq + 1, recent)
         return await self._write(op)
 
     async def deliver(self, blob: StagedBlob,
