@@ -3,11 +3,12 @@ items and modifiers: MODSEQ, CHANGEDSINCE and VANISHED (RFC 7162 §3.1.4, §3.2.
 BINARY.SIZE[] (RFC 3516), EMAILID / THREADID (RFC 8474), SAVEDATE (RFC 8514), PREVIEW
 (RFC 8970).
 
-Lives here: resolving the message set in batches, one store round trip per batch for metadata
-and one for the precomputed static data (ENVELOPE, BODYSTRUCTURE, BODY, the header block and the
-preview are stored rendered at delivery), implicit \\Seen for BODY[...] / BINARY[...] / RFC822 /
-RFC822.TEXT, body sections cut from the stored message with `casella.mail.sections` offsets,
-and large sections streamed in pieces straight to the client. A stored message is never parsed
+Lives here: resolving the message set in batches, one store round trip per batch for the
+metadata together with the columns of the precomputed static data the items need (ENVELOPE,
+BODYSTRUCTURE, BODY, the header block and the preview are stored rendered at delivery),
+implicit \\Seen for BODY[...] / BINARY[...] / RFC822 / RFC822.TEXT, body sections cut from the
+stored message with `casella.mail.sections` offsets and read ahead about a megabyte per hop to
+a thread, and large sections streamed in pieces straight to the client. A stored message is never parsed
 again here. Must never: touch SQL or files directly, send EXPUNGE (X1), or hold a whole large
 body in memory (BINARY decodes one part, bounded by the message size limit).
 """
@@ -15,6 +16,7 @@ body in memory (BINARY decodes one part, bounded by the message size limit).
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -39,19 +41,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("casella.imap")
 
-BATCH = 1000                     # messages per store round trip
+BATCH = 1000                     # messages per store round trip (with static data)
+META_BATCH = 5000                # ... metadata only
+PREFETCH = 1024 * 1024           # message octets read ahead per hop to a thread
 STREAM_THRESHOLD = 256 * 1024    # sections above this are written in pieces
 OUTPUT_CHUNK = 128 * 1024        # responses are written to the connection in runs this big
 
 
 class _Slice:
-    """A byte range of a stored message, read when written."""
-    __slots__ = ("digest", "length", "start")
+    """A byte range of a stored message, read when written (or before, with others)."""
+    __slots__ = ("data", "digest", "length", "start")
 
     def __init__(self, digest: str, start: int, length: int) -> None:
         self.digest = digest
         self.start = start
         self.length = length
+        self.data: bytes | None = None      # read ahead (_emit_all)
+
+    async def read(self, s: Session) -> bytes:
+        data, self.data = self.data, None       # read ahead: held only until written
+        if data is not None:
+            return data
+        return await s.store.read_blob(self.digest, self.start, self.length)
 
 
 Piece = bytes | _Slice
@@ -108,27 +119,36 @@ async def render(s: Session, view: SelectedView, uids: list[int],
     simple = all(name in _SIMPLE for name in names)
     binary = [i for i in items if i.name in ("BINARY[]", "BINARY.SIZE") and i.section and
               i.section.part]
+    if simple and _META_ONLY.issuperset(names):
+        return await _render_meta_only(s, view, uids, names, changedsince)
     missing = 0
-    for start in range(0, len(uids), BATCH):
-        chunk = uids[start:start + BATCH]
+    fields = static_fields(items)
+    batch = BATCH if need_static else META_BATCH
+    for start in range(0, len(uids), batch):
+        chunk = uids[start:start + batch]
         if view.pending_expunge:
             chunk = [u for u in chunk if u not in view.pending_expunge]
-        missing += min(BATCH, len(uids) - start) - len(chunk)
+        missing += min(batch, len(uids) - start) - len(chunk)
         if not chunk:
             continue
-        metas = await s.store.fetch_meta(view.mailbox_id, seqset.ranges_of(chunk))
+        # The static data by UID; metadata and static data come in one store round trip.
+        statics: dict[int, MessageStatic | None] = {}
+        if need_static:
+            pairs = await s.store.fetch_messages(view.mailbox_id, seqset.ranges_of(chunk),
+                                                 fields)
+            metas = [p[0] for p in pairs]
+            statics = {p[0].uid: p[1] for p in pairs}
+        else:
+            metas = await s.store.fetch_meta(view.mailbox_id, seqset.ranges_of(chunk))
         missing += len(chunk) - len(metas)
         if changedsince is not None:
             metas = [m for m in metas if m.modseq > changedsince]
             if not metas:
                 continue
-        statics: dict[int, MessageStatic] = {}
-        if need_static:
-            statics = await s.store.fetch_static([m.blob_id for m in metas])
         if binary:
             # RFC 3516 §4.3: refuse before anything changes (no \Seen for a failed FETCH).
             for meta in metas:
-                _check_binary(statics.get(meta.blob_id), binary)
+                _check_binary(statics.get(meta.uid), binary)
         seen_changed: set[int] = set()
         if sets_seen:
             unseen = [m.uid for m in metas if not m.has(SEEN)]
@@ -141,6 +161,8 @@ async def render(s: Session, view: SelectedView, uids: list[int],
                     log.warning("Seen flag not set: %s", exc, extra=s.log_extra())
                 else:
                     view.note_own(res.changed)
+                    if res.changed:
+                        view.own_change(res.highestmodseq)
                     updated = {m.uid: m for m in res.changed}
                     seen_changed = set(updated)
                     metas = [updated.get(m.uid, m) for m in metas]
@@ -153,12 +175,13 @@ async def render(s: Session, view: SelectedView, uids: list[int],
         n = len(view_uids)
         # Sequence numbers by walking the view beside the ascending UIDs (no search each).
         idx = bisect.bisect_left(view_uids, metas[0].uid) if metas else 0
+        responses: list[tuple[bytes, list[Piece]]] = []
         for meta in metas:
             while idx < n and view_uids[idx] < meta.uid:
                 idx += 1
             if idx >= n or view_uids[idx] != meta.uid:
                 continue
-            static = statics.get(meta.blob_id)
+            static = statics.get(meta.uid)
             add_flags = meta.uid in seen_changed and not wants_flags
             add_modseq = meta.uid in seen_changed and view.condstore and not wants_modseq
             if simple and not add_flags and not add_modseq:
@@ -169,14 +192,102 @@ async def render(s: Session, view: SelectedView, uids: list[int],
             if add_modseq:
                 # RFC 7162 §3.1.4: a FETCH that set \Seen reports the new MODSEQ.
                 pieces.append(b" MODSEQ (%d)" % meta.modseq)
-            await _emit(s, out, b"* %d FETCH (" % (idx + 1), pieces)
+            responses.append((b"* %d FETCH (" % (idx + 1), pieces))
+        await _emit_all(s, out, responses)
+        s.write(bytes(out))
+        await s.flush()
+    return missing
+
+
+_META_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})
+FlagRow = tuple[int, int, tuple[str, ...]]
+
+
+async def _render_meta_only(s: Session, view: SelectedView, uids: list[int],
+                            names: tuple[str, ...], changedsince: int | None) -> int:
+    """`render` for UID, FLAGS and MODSEQ only (a client's flag resync of a whole mailbox,
+    FETCH 1:* (UID FLAGS)): plain rows from the store (Store.fetch_flags), each response
+    formatted at once, each distinct flag list once."""
+    item = _flags_formatter(view, names)
+    missing = 0
+    for start in range(0, len(uids), META_BATCH):
+        chunk = uids[start:start + META_BATCH]
+        if view.pending_expunge:
+            chunk = [u for u in chunk if u not in view.pending_expunge]
+        missing += min(META_BATCH, len(uids) - start) - len(chunk)
+        if not chunk:
+            continue
+        rows = await s.store.fetch_flags(view.mailbox_id, seqset.ranges_of(chunk))
+        missing += len(chunk) - len(rows)
+        if changedsince is not None:
+            rows = [row for row in rows if row[1] > changedsince]
+        out: list[bytes] = []
+        view_uids = view.uids
+        n = len(view_uids)
+        idx = bisect.bisect_left(view_uids, rows[0][0]) if rows else 0
+        for row in rows:
+            uid = row[0]
+            while idx < n and view_uids[idx] < uid:
+                idx += 1
+            if idx >= n or view_uids[idx] != uid:
+                continue
+            out.append(b"* %d FETCH (%s)\r\n" % (idx + 1, item(row)))
+        s.write(b"".join(out))
+        await s.flush()
+    return missing
+
+
+def _flags_formatter(view: SelectedView, names: tuple[str, ...]) -> Callable[[FlagRow], bytes]:
+    """What `_meta_item` makes of these names, for one row of Store.fetch_flags."""
+    flag_lists: dict[tuple[tuple[str, ...], bool], bytes] = {}
+    has_recent = not view.rev2 and bool(view.recent_ranges or view.recent_from is not None)
+
+    def flags(row: FlagRow) -> bytes:
+        key = (row[2], has_recent and view.is_recent(row[0]))
+        found = flag_lists.get(key)
+        if found is None:
+            listed = row[2] + ("\\Recent",) if key[1] else row[2]
+            found = flag_lists[key] = b"FLAGS " + r.flag_list(listed)
+        return found
+
+    if names == ("UID", "FLAGS"):
+        return lambda row: b"UID %d %s" % (row[0], flags(row))
+    makers: dict[str, Callable[[FlagRow], bytes]] = {
+        "UID": lambda row: b"UID %d" % row[0],
+        "FLAGS": flags,
+        "MODSEQ": lambda row: b"MODSEQ (%d)" % row[1],
+    }
+    chosen = [makers[name] for name in names]
+    return lambda row: b" ".join([m(row) for m in chosen])
+
+
+async def _emit_all(s: Session, out: bytearray,
+                    responses: list[tuple[bytes, list[Piece]]]) -> None:
+    """Write the responses in order. The message pieces they need (up to STREAM_THRESHOLD
+    each) are read ahead, PREFETCH octets at a time, each window in one hop to a thread
+    instead of one per piece."""
+    i = 0
+    while i < len(responses):
+        wanted: list[_Slice] = []
+        total = 0
+        j = i
+        while j < len(responses) and (total < PREFETCH or j == i):
+            for piece in responses[j][1]:
+                if isinstance(piece, _Slice) and piece.length <= STREAM_THRESHOLD:
+                    wanted.append(piece)
+                    total += piece.length
+            j += 1
+        if len(wanted) > 1:
+            data = await s.store.read_blobs([(p.digest, p.start, p.length) for p in wanted])
+            for piece, got in zip(wanted, data):
+                piece.data = got
+        for head, pieces in responses[i:j]:
+            await _emit(s, out, head, pieces)
             if len(out) >= OUTPUT_CHUNK:
                 s.write(bytes(out))
                 out.clear()
                 await s.flush()
-        s.write(bytes(out))
-        await s.flush()
-    return missing
+        i = j
 
 
 async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]) -> None:
@@ -188,12 +299,12 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
             out += piece
             continue
         if isinstance(piece, _HeaderFilter):
-            header = await s.store.read_blob(piece.digest, piece.start, piece.length)
+            header = await piece.read(s)
             out += _partial_bytes(filter_header_fields(header, piece.fields, piece.exclude),
                                   piece.partial)
             continue
         if isinstance(piece, _Binary):
-            raw = await s.store.read_blob(piece.digest, piece.start, piece.length)
+            raw = await piece.read(s)
             data = decode_transfer(raw, piece.encoding)
             if piece.size_only:
                 out += b"%d" % len(data)
@@ -201,7 +312,7 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
                 out += _binary_bytes(data, piece.partial)
             continue
         if piece.length <= STREAM_THRESHOLD:
-            out += await s.store.read_blob(piece.digest, piece.start, piece.length)
+            out += await piece.read(s)
             continue
         s.write(bytes(out))
         out.clear()
@@ -219,6 +330,30 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
             done += len(data)
             await s.flush()
     out += b")\r\n"
+
+
+_FIELDS_OF = {"ENVELOPE": ("envelope",), "BODYSTRUCTURE": ("bodystructure",),
+              "BODY": ("body",), "PREVIEW": ("preview",)}
+
+
+def static_fields(items: Sequence[c.FetchAtt]) -> frozenset[str]:
+    """The MessageStatic fields these items are made of (Store.fetch_messages; digest and size
+    always come): the whole message needs no more, the top-level header only the header,
+    other sections, RFC822.TEXT and BINARY the header and the part tree."""
+    out: set[str] = set()
+    for item in items:
+        if not item.needs_static or item.name == "RFC822":
+            continue
+        if item.name == "RFC822.HEADER":
+            out.add("header")
+        elif item.name == "BODY[]" and item.section is not None and not item.section.part:
+            if item.section.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+                out.add("header")
+            elif item.section.text:
+                out.update(("header", "parts"))
+        else:
+            out.update(_FIELDS_OF.get(item.name, ("header", "parts")))
+    return frozenset(out)
 
 
 _SIMPLE = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE",
@@ -354,10 +489,7 @@ def _section(static: MessageStatic, item: c.FetchAtt,
              tree: Callable[[], Part | None]) -> list[Piece]:
     assert item.section is not None
     sec = item.section
-    name = b"BODY[" + sec.spec() + b"]"
-    if item.partial is not None:
-        name += b"<%d>" % item.partial[0]
-    name += b" "
+    name = _section_label(item)
     spec = sec.text or ""
     # The top-level header and its fields come from the stored header: no blob read.
     if not sec.part and spec in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
@@ -379,6 +511,16 @@ def _section(static: MessageStatic, item: c.FetchAtt,
         return [name, _HeaderFilter(static.digest, start, end - start, sec.fields,
                                     spec == "HEADER.FIELDS.NOT", item.partial)]
     return [name, *_partial_range(static, start, end, item.partial)]
+
+
+@functools.lru_cache(maxsize=256)
+def _section_label(item: c.FetchAtt) -> bytes:
+    """`BODY[section]<origin> ` as the response names the item (the same for every message)."""
+    assert item.section is not None
+    name = b"BODY[" + item.section.spec() + b"]"
+    if item.partial is not None:
+        name += b"<%d>" % item.partial[0]
+    return name + b" "
 
 
 def _partial_bytes(data: bytes, partial: tuple[int, int] | None) -> bytes:

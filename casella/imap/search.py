@@ -3,8 +3,12 @@ YOUNGER RFC 5032, SAVED* RFC 8514 §4.2, EMAILID / THREADID RFC 8474 §6) agains
 mailbox.
 
 Lives here: `Criteria`, built from a parsed key tree and the CHARSET (US-ASCII and UTF-8, else
-NO [BADCHARSET]); `run_search`, which walks the mailbox in batches: flags, dates, sizes, UIDs and
-sequence numbers from message metadata; header keys from the stored header block; BODY and TEXT
+NO [BADCHARSET]); `run_search`, which answers a program made only of system flags, keywords,
+internal dates and sizes with one store query (`Store.search_uids`: SQLite answers UNSEEN from an
+index) and otherwise walks the mailbox in batches, cheapest keys first: flags, dates, sizes,
+UIDs and sequence numbers from message metadata; header keys from the stored header block (read
+only for the messages that passed the metadata keys; the decoded values of a header block are
+kept in a bounded per-process cache, so repeated searches do not parse it again); BODY and TEXT
 from the decoded text parts (`casella.mail.text`), read only for messages that pass every
 cheaper key. Matching is case-insensitive substring on decoded text. Must never: touch SQL or
 files directly, or answer with EXPUNGE (X1).
@@ -13,19 +17,21 @@ files directly, or answer with EXPUNGE (X1).
 from __future__ import annotations
 
 import bisect
+import calendar
 import datetime
 import email.utils
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
 from casella.mail.sections import load_parts
 from casella.mail.text import body_text, decoded_headers, header_values
-from casella.store.model import MessageIds, MessageMeta, MessageStatic
+from casella.store.model import SYSTEM_FLAGS, MessageIds, MessageMeta, MessageStatic
 
 if TYPE_CHECKING:
     from casella.imap.selected import SelectedView
@@ -39,10 +45,60 @@ BATCH = 2000
 class _Msg:
     seq: int
     meta: MessageMeta
-    static: MessageStatic | None = None
+    header: bytes | None = None      # the stored top-level header block
+    static: MessageStatic | None = None   # only when the body is searched
     ids: MessageIds | None = None
     text: str | None = None          # decoded body text, casefolded
     headers: str | None = None       # all decoded headers, casefolded
+
+
+# Decoded header values by header block: hash of the block -> (its length, {field name: the
+# values casefolded, or for ":date" the sent date}). A message's header never changes (U4),
+# so an entry never goes stale; the cache is bounded and forgets its oldest half when full.
+_HEADER_CACHE: dict[int, tuple[int, dict[str, Any]]] = {}
+HEADER_CACHE_MAX = 20_000
+_SENT_DATE = ":date"           # no field name holds a colon
+
+
+def _header_fields(header: bytes) -> dict[str, Any]:
+    key = hash(header)
+    entry = _HEADER_CACHE.get(key)
+    if entry is not None and entry[0] == len(header):
+        return entry[1]
+    if len(_HEADER_CACHE) >= HEADER_CACHE_MAX:
+        for old in list(itertools.islice(_HEADER_CACHE, HEADER_CACHE_MAX // 2)):
+            del _HEADER_CACHE[old]
+    fields: dict[str, Any] = {}
+    _HEADER_CACHE[key] = (len(header), fields)
+    return fields
+
+
+def cached_header_values(header: bytes, name: str) -> tuple[str, ...]:
+    """`header_values(header, name)` casefolded, from the cache when this block was seen."""
+    fields = _header_fields(header)
+    lname = name.lower()
+    values = fields.get(lname)
+    if values is None:
+        values = fields[lname] = tuple(v.casefold() for v in header_values(header, name))
+    return values  # type: ignore[no-any-return]
+
+
+def _sent_date(header: bytes) -> datetime.date | None:
+    """The date of the Date: field (RFC 9051 §6.4.4 SENT*), cached like the values."""
+    fields = _header_fields(header)
+    if _SENT_DATE in fields:
+        return fields[_SENT_DATE]  # type: ignore[no-any-return]
+    found: datetime.date | None = None
+    for value in header_values(header, "Date"):
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is not None:
+            try:
+                found = datetime.date(parsed[0], parsed[1], parsed[2])
+            except ValueError:
+                pass
+        break
+    fields[_SENT_DATE] = found
+    return found
 
 
 def _decode(value: bytes, charset: str | None) -> str:
@@ -76,12 +132,20 @@ class Criteria:
         self.now = time.time()
         self.largest_uid = view.uids[-1] if view.uids else 0
         self._seq_sets: dict[int, set[int]] = {}
+        self._needles: dict[bytes, str] = {}
         self._uid_ranges: dict[int, list[tuple[int, int]]] = {}
         self.key = key
         self._scan(key)
-        parts = key.keys if isinstance(key, c.SAnd) else (key,)
-        self.cheap_keys = tuple(k for k in parts if not self._body_key(k))
+        parts = _conjuncts(key)
         self.body_keys = tuple(k for k in parts if self._body_key(k))
+        cheap = [k for k in parts if not self._body_key(k)]
+        # Keys answered from the metadata first; those needing the header or the object ids
+        # only for the messages that passed them.
+        self.meta_keys = tuple(k for k in cheap if _meta_only(k))
+        self.static_keys = tuple(k for k in cheap if not _meta_only(k))
+        self.cheap_keys = self.meta_keys + self.static_keys
+        self.needs_header = any(_needs_header(k) for k in self.static_keys)
+        self.pushdown = _pushdown(parts)
 
     def _body_key(self, key: c.SearchKey) -> bool:
         if isinstance(key, c.SText):
@@ -159,7 +223,7 @@ class Criteria:
                 return "M" + m.ids.digest[:24] == key.value
             return bool(m.ids.thread_id) and f"T{m.ids.thread_id:x}" == key.value
         if isinstance(key, c.SText):
-            needle = _decode(key.value, self.charset)
+            needle = self._needle(key.value)
             if key.header_too and needle in self._headers(m):
                 return True
             return needle in (m.text or "")
@@ -184,30 +248,31 @@ class Criteria:
         return i >= 0 and ranges[i][0] <= uid <= ranges[i][1]
 
     def _date_of(self, m: _Msg, sent: bool) -> datetime.date:
-        if sent and m.static is not None:
-            for value in header_values(m.static.header, "Date"):
-                parsed = email.utils.parsedate_tz(value)
-                if parsed is not None:
-                    try:
-                        return datetime.date(parsed[0], parsed[1], parsed[2])
-                    except ValueError:
-                        break
-                break
+        if sent and m.header is not None:
+            found = _sent_date(m.header)
+            if found is not None:
+                return found
         # No usable Date: header: the internal date stands in (as Dovecot does).
         return datetime.datetime.fromtimestamp(m.meta.internaldate, datetime.UTC).date()
 
     def _header_match(self, key: c.SHeader, m: _Msg) -> bool:
-        if m.static is None:
+        if m.header is None:
             return False
-        needle = _decode(key.value, self.charset)
-        values = header_values(m.static.header, key.name)
+        needle = self._needle(key.value)
+        values = cached_header_values(m.header, key.name)
         if not needle:
-            return bool(values) or _has_field(m.static.header, key.name)
-        return any(needle in v.casefold() for v in values)
+            return bool(values) or _has_field(m.header, key.name)
+        return any(needle in v for v in values)
+
+    def _needle(self, value: bytes) -> str:
+        needle = self._needles.get(value)
+        if needle is None:
+            needle = self._needles[value] = _decode(value, self.charset)
+        return needle
 
     def _headers(self, m: _Msg) -> str:
         if m.headers is None:
-            m.headers = decoded_headers(m.static.header).casefold() if m.static else ""
+            m.headers = decoded_headers(m.header).casefold() if m.header is not None else ""
         return m.headers
 
 
@@ -230,26 +295,35 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
                      matched: list[MessageMeta] | None = None) -> list[int]:
     """The UIDs (ascending) of the messages in the view that match; their metadata is added
     to `matched` when given (SORT, THREAD)."""
-    uids = [u for u in view.uids if u not in view.pending_expunge]
-    found: list[int] = []
+    if not view.uids:
+        return []
+    if criteria.pushdown is not None and matched is None:
+        # Flags, internal dates and sizes only: the store answers (UIDs above the view's last
+        # one are messages this session has not been told about yet).
+        found = await store.search_uids(view.mailbox_id, view.uids[-1], **criteria.pushdown)
+        if view.pending_expunge:
+            found = [u for u in found if u not in view.pending_expunge]
+        return found
+    uids = [u for u in view.uids if u not in view.pending_expunge] if view.pending_expunge \
+        else view.uids
+    found = []
     for start in range(0, len(uids), BATCH):
         chunk = uids[start:start + BATCH]
         metas = await store.fetch_meta(view.mailbox_id, seqset.ranges_of(chunk))
-        statics: dict[int, MessageStatic] = {}
-        if criteria.needs_static:
-            statics = await store.fetch_static([m.blob_id for m in metas])
-        ids: dict[int, MessageIds] = {}
-        if criteria.needs_ids:
-            ids = {i.uid: i for i in await store.fetch_ids(view.mailbox_id,
-                                                           seqset.ranges_of(chunk))}
         candidates: list[_Msg] = []
+        meta_keys = criteria.meta_keys
         for meta in metas:
             seq = view.seq_of(meta.uid)
             if seq is None:
                 continue
-            msg = _Msg(seq, meta, statics.get(meta.blob_id), ids.get(meta.uid))
-            if all(criteria.matches(k, msg) for k in criteria.cheap_keys):
+            msg = _Msg(seq, meta)
+            if all(criteria.matches(k, msg) for k in meta_keys):
                 candidates.append(msg)
+        if candidates and (criteria.static_keys or criteria.body_keys):
+            await _load_static(store, view, criteria, candidates)
+            static_keys = criteria.static_keys
+            candidates = [m for m in candidates
+                          if all(criteria.matches(k, m) for k in static_keys)]
         if criteria.body_keys:
             kept = []
             for msg in candidates:
@@ -263,6 +337,111 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
         if matched is not None:
             matched.extend(m.meta for m in candidates)
     return found
+
+
+async def _load_static(store: Store, view: SelectedView, criteria: Criteria,
+                       msgs: list[_Msg]) -> None:
+    """What the keys beyond the metadata need, for these messages only: the header block
+    (the whole static data when the body is searched too) and the object ids."""
+    blob_ids = [m.meta.blob_id for m in msgs]
+    if criteria.needs_body:
+        statics = await store.fetch_static(blob_ids)
+        for m in msgs:
+            m.static = statics.get(m.meta.blob_id)
+            m.header = m.static.header if m.static is not None else None
+    elif criteria.needs_header:
+        headers = await store.fetch_headers(blob_ids)
+        for m in msgs:
+            m.header = headers.get(m.meta.blob_id)
+    if criteria.needs_ids:
+        ids = {i.uid: i for i in await store.fetch_ids(
+            view.mailbox_id, seqset.ranges_of([m.meta.uid for m in msgs]))}
+        for m in msgs:
+            m.ids = ids.get(m.meta.uid)
+
+
+def _conjuncts(key: c.SearchKey) -> list[c.SearchKey]:
+    """The keys that must all match (nested ANDs flattened)."""
+    if isinstance(key, c.SAnd):
+        return [k for sub in key.keys for k in _conjuncts(sub)]
+    return [key]
+
+
+def _meta_only(key: c.SearchKey) -> bool:
+    """Whether the key is answered from the message metadata (and the view) alone."""
+    if isinstance(key, (c.SHeader, c.SText, c.SObjectId)):
+        return False
+    if isinstance(key, c.SDate):
+        return not key.sent
+    if isinstance(key, c.SNot):
+        return _meta_only(key.key)
+    if isinstance(key, c.SOr):
+        return _meta_only(key.a) and _meta_only(key.b)
+    if isinstance(key, c.SAnd):
+        return all(_meta_only(k) for k in key.keys)
+    return True
+
+
+def _needs_header(key: c.SearchKey) -> bool:
+    if isinstance(key, (c.SHeader, c.SText)):
+        return True
+    if isinstance(key, c.SDate):
+        return key.sent
+    if isinstance(key, c.SNot):
+        return _needs_header(key.key)
+    if isinstance(key, c.SOr):
+        return _needs_header(key.a) or _needs_header(key.b)
+    if isinstance(key, c.SAnd):
+        return any(_needs_header(k) for k in key.keys)
+    return False
+
+
+_SYSTEM = {f.lower(): f for f in SYSTEM_FLAGS}
+
+
+def _day(d: datetime.date) -> int:
+    return calendar.timegm(d.timetuple())
+
+
+def _pushdown(parts: list[c.SearchKey]) -> dict[str, Any] | None:
+    """The arguments of `Store.search_uids` equal to this conjunction, or None when a key
+    needs more than flags (system flags and ASCII keywords), internal dates and sizes."""
+    with_flags: list[str] = []
+    without_flags: list[str] = []
+    since: int | None = None
+    before: int | None = None
+    larger: int | None = None
+    smaller: int | None = None
+    for key in parts:
+        if isinstance(key, c.SNot) and isinstance(key.key, c.SFlag):
+            key = c.SFlag(key.key.flag, not key.key.present)
+        if isinstance(key, c.SAll):
+            continue
+        if isinstance(key, c.SFlag):
+            flag = _SYSTEM.get(key.flag.lower())
+            if flag is None:
+                if key.flag.startswith("\\") or not key.flag.isascii() or " " in key.flag:
+                    return None
+                flag = key.flag
+            (with_flags if key.present else without_flags).append(flag)
+        elif isinstance(key, c.SDate) and not key.sent:
+            # The internal date's UTC day against the key's day (as Criteria.matches does).
+            start = _day(key.date)
+            end = start + 86400
+            if key.op in ("since", "on"):
+                since = start if since is None else max(since, start)
+            if key.op in ("before", "on"):
+                stop = start if key.op == "before" else end
+                before = stop if before is None else min(before, stop)
+        elif isinstance(key, c.SSize):
+            if key.larger:
+                larger = key.size if larger is None else max(larger, key.size)
+            else:
+                smaller = key.size if smaller is None else min(smaller, key.size)
+        else:
+            return None
+    return {"with_flags": tuple(with_flags), "without_flags": tuple(without_flags),
+            "since": since, "before": before, "larger": larger, "smaller": smaller}
 
 
 async def _load_text(store: Store, msg: _Msg) -> None:

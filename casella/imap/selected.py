@@ -23,6 +23,7 @@ from casella.errors import StorageError
 from casella.imap import responses as r
 from casella.imap import seqset
 from casella.imap.errors import Bad, Bye
+from casella.imap.shared import shared_state
 from casella.store.base import Store
 from casella.store.model import SYSTEM_FLAGS, Changes, MessageMeta, SelectSnapshot
 
@@ -193,18 +194,70 @@ class SelectedView:
 
     # --- synchronising with the store ----------------------------------------------------
 
+    @property
+    def claims_recent(self) -> bool:
+        """Whether new messages become \\Recent by this session's claim (IMAP4rev1,
+        read-write)."""
+        return not self.rev2 and not self.readonly and self.recent_from is None
+
+    async def claim(self, store: Store, highest_new: int) -> tuple[int, int] | None:
+        """Claim \\Recent for new messages up to `highest_new` (shared with the other
+        sessions of this process, casella.imap.shared)."""
+        try:
+            return await shared_state(store).claim_recent(self.mailbox_id, self.uidvalidity,
+                                                          highest_new)
+        except StorageError:
+            return None         # a full disk costs \Recent, never the update itself
+
     async def sync(self, store: Store, allow_expunge: bool) -> bytes:
-        """Ask the store what changed since our MODSEQ and return the untagged updates."""
-        changes = await store.changes_since(self.mailbox_id, self.modseq)
+        """Ask the store what changed since our MODSEQ and return the untagged updates. The
+        question is shared with the other sessions of this process that ask it at the same
+        time (IDLE fan-out)."""
+        changes = await shared_state(store).changes_since(self.mailbox_id, self.modseq)
         claim = None
         last = self.uids[-1] if self.uids else 0
-        if (not self.rev2 and not self.readonly and self.recent_from is None
-                and any(m.uid > last for m in changes.messages)):
-            try:
-                claim = await store.claim_recent(self.mailbox_id)
-            except StorageError:
-                claim = None        # a full disk costs \Recent, never the update itself
+        if self.claims_recent and changes.messages and changes.messages[-1].uid > last:
+            claim = await self.claim(store, changes.messages[-1].uid)
         return self.apply(changes, allow_expunge, claim)
+
+    def own_change(self, highestmodseq: int) -> None:
+        """This session's own write (STORE, EXPUNGE, a FETCH that set \\Seen) committed as
+        MODSEQ `highestmodseq` (call it only when the write changed something) and is already
+        reflected in the view. When it is the very next
+        change of the mailbox there is nothing to ask the store about it: the view moves on,
+        and the bus event it caused needs no sync (Subscription.pending_after)."""
+        if highestmodseq == self.modseq + 1:
+            self.modseq = highestmodseq
+
+    def own_append(self, uids: Sequence[int], highestmodseq: int,
+                   claim: tuple[int, int] | None) -> bytes:
+        """This session appended `uids` here, committed as MODSEQ `highestmodseq`, the very
+        next change (`appended_next`): announce them (EXISTS, RECENT) without a store query."""
+        self.modseq = highestmodseq
+        self.uidnext = max(self.uidnext, uids[-1] + 1)
+        new = [u for u in uids if not self.uids or u > self.uids[-1]]
+        self.last_new = new
+        self.own_new.intersection_update(new)
+        return self._announce_new(new, claim)
+
+    def appended_next(self, highestmodseq: int) -> bool:
+        return highestmodseq == self.modseq + 1
+
+    def add_claim(self, claim: tuple[int, int]) -> None:
+        """UIDs low <= uid < high are \\Recent in this session (Store.claim_recent)."""
+        if claim[0] < claim[1]:
+            self.recent_ranges.append(claim)
+
+    def _announce_new(self, new: list[int], claim: tuple[int, int] | None) -> bytes:
+        if claim is not None:
+            self.add_claim(claim)
+        if not new:
+            return b""
+        self.uids.extend(new)
+        out = b"* %d EXISTS\r\n" % len(self.uids)
+        if not self.rev2:
+            out += b"* %d RECENT\r\n" % self.recent_count()
+        return out
 
     def apply(self, changes: Changes, allow_expunge: bool,
               claim: tuple[int, int] | None = None) -> bytes:
@@ -240,12 +293,7 @@ class SelectedView:
             for m in changes.messages:
                 if m.uid > last:
                     out.append(self.learn_keywords(m.flags))
-            if claim is not None and claim[0] < claim[1]:
-                self.recent_ranges.append(claim)
-            self.uids.extend(new)
-            out.append(b"* %d EXISTS\r\n" % len(self.uids))
-            if not self.rev2:
-                out.append(b"* %d RECENT\r\n" % self.recent_count())
+            out.append(self._announce_new(new, claim))
         self.modseq = max(self.modseq, mb.highestmodseq)
         self.own.clear()
         # Only NOTIFY's FETCH for the messages just announced looks at this.

@@ -102,6 +102,7 @@ class Session:
         self.subscription: Subscription | None = None
         self.notifier: Notifier | None = None
         self.saved_search: list[int] = []       # `$` (RFC 5182), as UIDs
+        self.quota_limited = True               # as of the last APPEND's quota check
         self.bad_commands = 0
         self.idle_commands = 0                  # commands in a row that changed nothing
         self.auth_failures = 0
@@ -475,6 +476,8 @@ class Session:
         acct = await self.store.get_account_by_id(self.account.id)
         if acct is None:
             raise Bye("The account no longer exists")
+        # Warnings (quotawarn) need looking for only when the account has a quota.
+        self.quota_limited = bool(acct.quota_bytes or acct.quota_messages)
         if acct.quota_bytes and acct.used_bytes + size > acct.quota_bytes:
             return ("NO", "OVERQUOTA", "The mailbox is full (quota exceeded)")
         if acct.quota_messages and acct.used_messages + 1 > acct.quota_messages:
@@ -587,8 +590,13 @@ class Session:
             return False
         uid_form = bool(getattr(cmd, "uid", False))
         allow_expunge = mode != "noexp" or uid_form
-        if mode != "force" and not sub.pending and not (allow_expunge and view.pending_expunge):
-            return False
+        if mode != "force" and not (allow_expunge and view.pending_expunge):
+            if not sub.pending:
+                return False
+            if not sub.pending_after(view.modseq):
+                # Only this session's own change, already in the view (SelectedView.own_change).
+                sub.drain()
+                return False
         sub.drain()
         try:
             out = await view.sync(self.store, allow_expunge)

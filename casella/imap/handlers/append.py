@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
-from casella.imap.handlers.mailbox import find_mailbox
+from casella.imap.handlers.mailbox import find_mailbox, mailbox_name
 from casella.imap.quotawarn import send_quota_warnings
 from casella.imap.session import Done, to_crlf
+from casella.imap.shared import shared_state
 from casella.store.blobs import StagedBlob
 from casella.store.model import AppendItem
 
@@ -41,13 +42,20 @@ def check_keywords(view: SelectedView | None, flags: tuple[str, ...],
 
 
 async def append(s: Session, tag: str, cmd: c.Append) -> Done:
-    mb = await find_mailbox(s, cmd.mailbox, missing_code="TRYCREATE")
-    if not mb.selectable:
-        raise No(f"{mb.name} cannot hold messages", "CANNOT")
-    view = s.selected if s.selected is not None and s.selected.mailbox_id == mb.id else None
+    view = s.selected
+    if view is not None and view.name == "INBOX" and mailbox_name(s, cmd.mailbox) == "INBOX":
+        # INBOX can be neither deleted nor renamed away (RFC 3501 §6.3.5): the selected one
+        # is the one to append to.
+        mailbox_id = view.mailbox_id
+    else:
+        mb = await find_mailbox(s, cmd.mailbox, missing_code="TRYCREATE")
+        if not mb.selectable:
+            raise No(f"{mb.name} cannot hold messages", "CANNOT")
+        mailbox_id = mb.id
+        view = view if view is not None and view.mailbox_id == mb.id else None
     known: set[str] | None = None
     if view is None and any(not f.startswith("\\") for m in cmd.messages for f in m.flags):
-        known = set((await s.store.select(mb.id)).keywords)
+        known = set((await s.store.select(mailbox_id)).keywords)
     all_flags: list[str] = []
     for msg in cmd.messages:
         all_flags.extend(msg.flags)
@@ -67,16 +75,29 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Done:
             internaldate = int(msg.date.timestamp()) if msg.date is not None else None
             items.append(AppendItem(blob, msg.flags, internaldate))
         # RFC 3502 §6.3.11: one transaction, so either every message is there or none is.
-        result = await s.store.append(mb.id, items)
+        # Appending to the selected mailbox, this session is the first to hear of the new
+        # messages: they are \Recent here (RFC 3501 §6.3.11), claimed in the same transaction.
+        claim = view is not None and view.claims_recent
+        result = await s.store.append(mailbox_id, items, claim_recent=claim)
     finally:
         for blob in staged:
             blob.discard()
     if view is not None:
         s.write(view.learn_keywords(tuple(all_flags)))
         view.own_new.update(result.uids)
+        if result.recent is not None:
+            shared_state(s.store).note_claim(mailbox_id, view.uidvalidity, result.recent)
+        if view.appended_next(result.highestmodseq):
+            # Nothing else changed since the view's MODSEQ: announce the new messages without
+            # asking the store what changed.
+            s.write(view.own_append(result.uids, result.highestmodseq, result.recent))
+        elif result.recent is not None:
+            view.add_claim(result.recent)
     else:
-        await s.absorb_own(mb.id)
+        await s.absorb_own(mailbox_id)
     assert s.account is not None
-    await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
+    if s.quota_limited:
+        # Only an account with a quota can cross a warning threshold.
+        await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
     return Done("APPEND completed",
                 f"APPENDUID {result.uidvalidity} {seqset.compress(result.uids).decode()}")

@@ -29,6 +29,48 @@ async def _push(s: Session) -> None:
         s.write(out)
 
 
+def _done(line: bytes) -> Done:
+    if line.strip().upper() != b"DONE":
+        raise Bad("Expected DONE to end IDLE")
+    return Done("IDLE terminated")
+
+
+async def _idle_selected(s: Session, reader: asyncio.Future[bytes]) -> Done:
+    """IDLE without NOTIFY: the selected mailbox's changes (if any). The subscription and the
+    reader only set a future, and the session waits on that one future: after a delivery,
+    thousands of idle sessions each wake up once, with no task or asyncio.wait per event."""
+    loop = asyncio.get_running_loop()
+    wake: list[asyncio.Future[None]] = [loop.create_future()]
+
+    def kick(*_: object) -> None:
+        if not wake[0].done():
+            wake[0].set_result(None)
+
+    reader.add_done_callback(kick)
+    sub = s.subscription
+    if sub is not None:
+        sub.listener = kick
+    try:
+        while True:
+            wake[0] = loop.create_future()
+            if sub is not None and sub.pending and s.selected is not None:
+                sub.drain()
+                s.write(await s.selected.sync(s.store, allow_expunge=True))
+                await s.flush()
+            elif reader.done():
+                return _done(reader.result())
+            else:
+                await wake[0]
+    finally:
+        if sub is not None:
+            sub.listener = None
+        reader.remove_done_callback(kick)
+        if not reader.done():
+            reader.cancel()
+            # Its outcome no longer matters; gather only waits for the cancellation.
+            await asyncio.gather(reader, return_exceptions=True)
+
+
 def _wait(s: Session) -> Awaitable[Any] | None:
     notifier = s.notifier
     if notifier is not None and notifier.active:
@@ -43,6 +85,8 @@ async def idle(s: Session, tag: str, cmd: c.Idle) -> Done:
     s.write(b"+ idling\r\n")
     await s.flush()
     reader = asyncio.ensure_future(s.read_line(float(s.cfg.idle_timeout)))
+    if s.notifier is None or not s.notifier.active:
+        return await _idle_selected(s, reader)
     waiter: asyncio.Future[Any] | None = None
     try:
         while True:
@@ -64,10 +108,7 @@ async def idle(s: Session, tag: str, cmd: c.Idle) -> Done:
                     s.write(await s.notifier.pushes(allow_expunge=True))
                 await s.flush()
             if reader in done:
-                line = reader.result()
-                if line.strip().upper() != b"DONE":
-                    raise Bad("Expected DONE to end IDLE")
-                return Done("IDLE terminated")
+                return _done(reader.result())
     finally:
         pending = [t for t in (reader, waiter) if t is not None and not t.done()]
         for task in pending:

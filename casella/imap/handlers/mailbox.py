@@ -20,6 +20,7 @@ from casella.imap import responses as r
 from casella.imap import seqset
 from casella.imap.errors import Bad, No
 from casella.imap.selected import SelectedView
+from casella.imap.shared import shared_state
 from casella.imap.session import Done
 from casella.store.model import HIERARCHY_DELIMITER, Mailbox
 
@@ -85,11 +86,16 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Done:
         snap = await s.store.select(mb.id)
         recent = None
         if not s.rev2 and not cmd.readonly:
-            try:
-                recent = await s.store.claim_recent(mb.id)
-            except StorageError:
-                # Issue 7 §6: a full disk must not stop reading; nothing is \Recent then.
-                recent = (0, 0)
+            recent = (0, 0)
+            box = snap.mailbox
+            # Only when something is left to claim: the claim is a write (and a commit).
+            if box.first_recent_uid < box.uidnext:
+                try:
+                    recent = await shared_state(s.store).claim_recent(
+                        box.id, box.uidvalidity, box.uidnext - 1) or (0, 0)
+                except StorageError:
+                    # Issue 7 §6: a full disk must not stop reading; nothing is \Recent then.
+                    pass
     except BaseException:
         sub.close()
         raise

@@ -72,6 +72,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Done:
             return Done("EXPUNGE completed")
         result = await s.store.expunge(view.mailbox_id, seqset.ranges_of(uids))
     s.write(view.expunge_uids(result.uids))
+    if result.uids:
+        view.own_change(result.highestmodseq)
     if result.uids and s.condstore:
         # RFC 7162 §3.2.7: the new HIGHESTMODSEQ when at least one message went.
         return Done("EXPUNGE completed", f"HIGHESTMODSEQ {result.highestmodseq}")
@@ -95,6 +97,8 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Done:
     result = await s.store.store_flags(view.mailbox_id, seqset.ranges_of(live), cmd.mode,
                                        cmd.flags, cmd.unchangedsince)
     view.note_own(result.changed)
+    if result.changed:
+        view.own_change(result.highestmodseq)
     s.write(view.learn_keywords(cmd.flags))
     out = []
     if not cmd.silent:

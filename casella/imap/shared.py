@@ -1,0 +1,121 @@
+"""What the IMAP sessions of one process share about a mailbox: one `changes_since` answer per
+(mailbox, MODSEQ) at a time, and which UIDs a session of this process has already claimed as
+\\Recent (RFC 3501 §2.3.2).
+
+Why: after one delivery, every session with that mailbox selected wakes up (IDLE, issue 8's
+fan-out: 10,000 of them) and asks the store what changed since the MODSEQ it last saw, and
+almost all of them ask the very same question. The first asker's query is shared by every
+session that asks the same (mailbox, MODSEQ) while it runs, provided no change event was
+published since it began: its snapshot then holds every change the joining session was woken
+for. Likewise, when one session's claim of \\Recent is in flight or done, the others learn that
+those UIDs are taken instead of each writing a claim that would come back empty.
+
+Must never: hand a session an answer that began before a change it was told about, keep an
+answer beyond its query, or let one session's cancellation fail the others' wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from casella.store.base import Store
+from casella.store.model import Changes
+
+_MAX_CLAIMED = 10_000     # mailboxes whose claimed UID range is remembered (then forgotten)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a task's exception as seen: every waiter may have gone."""
+    if not task.cancelled():
+        task.exception()
+
+
+class SharedMailboxState:
+    """One per store (so per process)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = weakref.ref(store)
+        self._changes: dict[tuple[int, int], tuple[int, asyncio.Task[Changes]]] = {}
+        # (mailbox id, UIDVALIDITY) -> every UID below this one has been claimed as \Recent.
+        self._claimed: dict[tuple[int, int], int] = {}
+        # Claims in flight: (mailbox id, UIDVALIDITY) -> (the highest UID they surely take,
+        # the claim).
+        self._claiming: dict[tuple[int, int], tuple[int, asyncio.Task[tuple[int, int]]]] = {}
+        self.queries = 0          # store queries actually made (tests look)
+
+    @property
+    def store(self) -> Store:
+        store = self._store()
+        assert store is not None
+        return store
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        store = self.store
+        key = (mailbox_id, modseq)
+        entry = self._changes.get(key)
+        if entry is not None and entry[0] == store.bus.published:
+            return await asyncio.shield(entry[1])
+        task = asyncio.ensure_future(store.changes_since(mailbox_id, modseq))
+        self.queries += 1
+        self._changes[key] = (store.bus.published, task)
+
+        def done(t: asyncio.Task[Changes]) -> None:
+            if self._changes.get(key, (0, None))[1] is t:
+                del self._changes[key]
+            _retrieve(t)
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def claim_recent(self, mailbox_id: int, uidvalidity: int,
+                           highest_new: int) -> tuple[int, int] | None:
+        """Claim \\Recent (Store.claim_recent) for new messages up to UID `highest_new`; None
+        when another session of this process has claimed them already, or is claiming them
+        now (the claim would come back empty for them)."""
+        key = (mailbox_id, uidvalidity)
+        while True:
+            if highest_new < self._claimed.get(key, 0):
+                return None
+            running = self._claiming.get(key)
+            if running is None:
+                break
+            if highest_new <= running[0]:
+                # That claim was asked for after UID `highest_new` was committed, so it takes
+                # everything up to it: no need to wait for its answer.
+                return None
+            try:
+                await asyncio.shield(running[1])
+            except Exception:       # noqa: BLE001 - the claimer reports it; look again
+                pass
+        task = asyncio.ensure_future(self.store.claim_recent(mailbox_id))
+        self._claiming[key] = (highest_new, task)
+
+        def done(t: asyncio.Task[tuple[int, int]]) -> None:
+            if self._claiming.get(key, (0, None))[1] is t:
+                del self._claiming[key]
+            _retrieve(t)
+            if t.cancelled() or t.exception() is not None:
+                return
+            if len(self._claimed) >= _MAX_CLAIMED and key not in self._claimed:
+                self._claimed.clear()     # forgetting only costs a claim that comes back empty
+            self._claimed[key] = max(self._claimed.get(key, 0), t.result()[1])
+        task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    def note_claim(self, mailbox_id: int, uidvalidity: int, claim: tuple[int, int]) -> None:
+        """A claim made another way (APPEND's, in its own transaction)."""
+        key = (mailbox_id, uidvalidity)
+        if len(self._claimed) >= _MAX_CLAIMED and key not in self._claimed:
+            self._claimed.clear()
+        self._claimed[key] = max(self._claimed.get(key, 0), claim[1])
+
+
+_states: weakref.WeakKeyDictionary[Store, SharedMailboxState] = weakref.WeakKeyDictionary()
+
+
+def shared_state(store: Store) -> SharedMailboxState:
+    state = _states.get(store)
+    if state is None:
+        state = _states[store] = SharedMailboxState(store)
+    return state
