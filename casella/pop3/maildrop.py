@@ -34,7 +34,12 @@ READ_CHUNK = 256 * 1024
 TOP_CHUNK = 64 * 1024
 # Blob digests are looked up for this many upcoming messages at once (one store round trip
 # per window instead of one per RETR).
-DIGEST_WINDOW = 64
+DIGEST_WINDOW = 256
+# A client downloading its maildrop RETRs one message after the other: RETR reads the message
+# asked for and the ones after it, whole, up to this many octets in one store round trip, so
+# most RETRs wait for no store read at all. Messages above READ_CHUNK are streamed instead.
+# This is also the most one session holds read ahead.
+READ_AHEAD = 256 * 1024
 DAY = 86400
 
 
@@ -134,9 +139,13 @@ class Maildrop:
         self._downloaded: set[int] = set()   # UIDs fully sent in this session, not yet recorded
         self._gone: set[int] = set()
         self._seen_modseq = inbox.highestmodseq
-        # The subscription was made after `inbox` was read, so look once before trusting it.
-        self._dirty = True
+        # No need to look before the first RETR: `open` subscribes before it reads the listing,
+        # so whatever is expunged after the listing was read is announced on the bus (and
+        # what was expunged before is not in it).
+        self._dirty = False
         self._digests: dict[int, str] = {}
+        self._ahead: dict[int, bytes] = {}   # snapshot index -> the whole message, read ahead
+        self._read_ahead_ok = True
         self._scan: list[bytes] | None = None
         self._uidl: list[bytes] | None = None
         self.expired = 0
@@ -218,6 +227,7 @@ class Maildrop:
         if self._deleted[i]:
             raise Pop3Error(f"Message {msg} is already deleted.")
         self._deleted[i] = 1
+        self._ahead.pop(i, None)
         self.deleted_count += 1
         self.count -= 1
         self.octets -= self.sizes[i]
@@ -263,6 +273,9 @@ class Maildrop:
         self._seen_modseq = max(self._seen_modseq, changes.mailbox.highestmodseq)
 
     async def _digest(self, i: int) -> str | None:
+        """The blob digest of snapshot message i, None when the message is no longer in the
+        mailbox. Looked up by UID for a window of upcoming messages at once (the metadata
+        query alone, none of the parsed data)."""
         blob_id = self._blob_ids[i]
         digest = self._digests.get(blob_id)
         if digest is not None:
@@ -272,31 +285,74 @@ class Maildrop:
             if len(window) >= DIGEST_WINDOW:
                 break
             if not self._deleted[j] and self._blob_ids[j] not in self._digests:
-                window.append(self._blob_ids[j])
-        if blob_id not in window:
-            window.append(blob_id)
-        statics = await self.store.fetch_static(window)
-        for bid, static in statics.items():
-            self._digests[bid] = static.digest
+                window.append(self.uids[j])
+        if self.uids[i] not in window:
+            window.append(self.uids[i])
+        found = await self.store.fetch_messages(self.inbox.id, uid_ranges(window), ())
+        for meta, static in found:
+            if static is not None:
+                self._digests[meta.blob_id] = static.digest
         return self._digests.get(blob_id)
+
+    async def _read_ahead(self, i: int) -> None:
+        """Read message i and the small ones after it whole, up to READ_AHEAD octets, in one
+        store round trip (their digests are known: `_digest(i)` looked up a window). What was
+        read ahead before is dropped, so a session never holds more than one such window."""
+        self._ahead.clear()
+        picks: list[tuple[int, str, int]] = []
+        total = 0
+        for j in range(i, len(self.uids)):
+            if self._deleted[j] or self.uids[j] in self._gone:
+                continue
+            size = self.sizes[j]
+            if not 0 < size <= READ_CHUNK:
+                continue  # streamed when its turn comes
+            digest = self._digests.get(self._blob_ids[j])
+            if digest is None or (picks and total + size > READ_AHEAD):
+                break
+            picks.append((j, digest, size))
+            total += size
+        if not picks:
+            return
+        try:
+            bodies = await self.store.read_blobs([(d, 0, n) for _, d, n in picks])
+        except StorageError:
+            # A file is missing or unreadable: read one by one from now on, so the message
+            # concerned gets its own answer (see open_message).
+            self._read_ahead_ok = False
+            return
+        for (j, _, n), body in zip(picks, bodies):
+            if len(body) == n:
+                self._ahead[j] = body
 
     async def _still_there(self, i: int) -> bool:
         metas = await self.store.fetch_meta(self.inbox.id, [(self.uids[i], self.uids[i])])
         return bool(metas)
 
-    async def open_message(self, msg: int, first_chunk: int = READ_CHUNK) -> OpenMessage:
+    async def open_message(self, msg: int, first_chunk: int = READ_CHUNK,
+                           read_ahead: bool = False) -> OpenMessage:
         """Check message `msg` can be read and read its first piece, so that a failure is still
-        a -ERR before any +OK was sent."""
+        a -ERR before any +OK was sent. With `read_ahead` (RETR) the messages that follow
+        are read too, whole (see READ_AHEAD); a message read ahead is used up by a RETR."""
         i = self.index(msg)
         await self._refresh_gone()
         if self.uids[i] in self._gone:
             raise MessageGone(msg)
+        size = self.sizes[i]
+        body = self._ahead.pop(i, None) if read_ahead else self._ahead.get(i)
+        if body is not None:
+            # Content-addressed: the bytes read ahead are this message's for ever (U4).
+            return OpenMessage(self.store, i, "", size, body, size)
         digest = await self._digest(i)
         if digest is None:
-            # No blob record: nothing references the body any more, so the message was
-            # expunged after the last change event was read.
+            # Not in the mailbox any more (or no blob record): it was expunged after the
+            # last change event was read.
             raise MessageGone(msg)
-        size = self.sizes[i]
+        if read_ahead and self._read_ahead_ok and 0 < size <= READ_CHUNK:
+            await self._read_ahead(i)
+            body = self._ahead.pop(i, None)
+            if body is not None:
+                return OpenMessage(self.store, i, digest, size, body, size)
         want = min(size, first_chunk) if size > 0 else first_chunk
         try:
             first = await self.store.read_blob(digest, 0, want)
@@ -380,6 +436,11 @@ class OpenMessage:
         self.size = size
         self.first = first
         self._asked = asked
+
+    @property
+    def complete(self) -> bool:
+        """`first` is the whole message: the size the store recorded, or a short read."""
+        return len(self.first) >= self.size or len(self.first) < self._asked
 
     async def pieces(self, chunk: int = READ_CHUNK) -> AsyncGenerator[bytes, None]:
         """The message bytes in pieces, the first one included. Stops at the size the store

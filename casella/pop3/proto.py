@@ -409,7 +409,8 @@ class DotStuffer:
     def feed(self, chunk: bytes) -> bytes:
         if not chunk:
             return b""
-        out = chunk.replace(b"\n.", b"\n..")
+        # `in` finds without building a copy; most messages have no line to stuff.
+        out = chunk.replace(b"\n.", b"\n..") if b"\n." in chunk else chunk
         if self._line_start and chunk[:1] == b".":
             out = b"." + out
         self._line_start = chunk[-1:] == b"\n"

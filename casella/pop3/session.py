@@ -374,7 +374,7 @@ class Pop3Session:
     async def _retr(self, cmd: proto.Command) -> None:
         assert isinstance(cmd, proto.Retr)
         md = self._md
-        msg = await md.open_message(cmd.msg, READ_CHUNK)
+        msg = await md.open_message(cmd.msg, READ_CHUNK, read_ahead=True)
         # RFC 1939 §7: the size is the one LIST gave (the stored CRLF size, before stuffing).
         await self._stream(f"RETR {cmd.msg}", b"+OK %d octets\r\n" % msg.size, msg, None)
         md.downloaded(msg.index)
@@ -397,6 +397,12 @@ class Pop3Session:
         with its +OK line and terminator (no small trailing segment for Nagle and delayed ACK
         to stall). Returns how many message octets were sent."""
         stuffer = proto.DotStuffer()
+        if msg.complete:
+            # The whole message is read already (most are): one write, no generator.
+            piece = msg.first if cutter is None else cutter.feed(msg.first)
+            self.conn.write(b"".join((head, stuffer.feed(piece), stuffer.finish())))
+            await self.conn.drain()
+            return len(piece)
         held = head
         holding_piece = False
         wrote = False

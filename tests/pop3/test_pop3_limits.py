@@ -107,6 +107,7 @@ def test_storage_errors_are_sys_temp(make_server: Any, monkeypatch: Any) -> None
         async def broken(*args: Any, error: Exception = error, **kwargs: Any) -> Any:
             raise error
         monkeypatch.setattr(srv.store, "read_blob", broken)
+        monkeypatch.setattr(srv.store, "read_blobs", broken)   # RETR's read-ahead
         monkeypatch.setattr(srv.store, "open_blob", broken, raising=False)
         monkeypatch.setattr(srv.store.blobs, "read", broken)
         reply = c.cmd(b"RETR 1")
