@@ -405,16 +405,21 @@ async def read_staged(staged: StagedBlob) -> bytes:
     return await asyncio.to_thread(staged.tmp_path.read_bytes)
 
 
-async def add_header(store: Store, staged: StagedBlob, header: bytes,
-                     data: bytes | None = None) -> StagedBlob:
-    """A new staged blob: `header` inserted after a leading Return-Path field (RFC 5321 §4.4
-    keeps Return-Path first), else at the top. `data` is the staged message when the caller
-    has read it already. The caller discards both blobs afterwards."""
-    if data is None:
-        data = await read_staged(staged)
+def insert_header(data: bytes, header: bytes) -> bytes:
+    """`header` inserted after a leading Return-Path field (RFC 5321 §4.4 keeps Return-Path
+    first), else at the top."""
     if data[:12].lower() == b"return-path:":
         end = data.find(b"\r\n") + 2
-        data = data[:end] + header + data[end:]
-    else:
-        data = header + data
-    return await store.blobs.stage(data)
+        return b"".join((data[:end], header, data[end:]))
+    return header + data
+
+
+async def add_header(store: Store, staged: StagedBlob, header: bytes,
+                     data: bytes | None = None) -> StagedBlob:
+    """A new staged blob: the staged message with `header` inserted (`insert_header`). `data`
+    is the staged message when the caller has read it already. The caller discards both
+    blobs afterwards. (The session uses this only for a message too big to have been kept in
+    memory; otherwise it inserts the header before the message is first staged.)"""
+    if data is None:
+        data = await read_staged(staged)
+    return await store.blobs.stage(insert_header(data, header), publish_early=True)

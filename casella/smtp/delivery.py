@@ -121,12 +121,22 @@ class MessageSink:
     when any recipient is local, a queue copy (without) when any is remote, plus the head."""
 
     def __init__(self, store: Store, hostname: str, env: Envelope) -> None:
+        self._hostname = hostname
+        self._env = env
+        self._blobs = store.blobs
+        self._queue_trace: bytes | None = None
         self.local_trace = trace_headers(hostname, env, return_path=True)
-        self.queue_trace = trace_headers(hostname, env, return_path=False)
         self.local: BlobWriter | None = store.blobs.writer() if env.has_local else None
         self.queue: BlobWriter | None = store.blobs.writer() if env.has_remote else None
         self.head = HeadCapture()
         self.aborted = False
+
+    @property
+    def queue_trace(self) -> bytes:
+        """Received without Return-Path (the queue copy, bounces); made when first asked."""
+        if self._queue_trace is None:
+            self._queue_trace = trace_headers(self._hostname, self._env, return_path=False)
+        return self._queue_trace
 
     async def start(self) -> None:
         if self.local is not None:
@@ -150,14 +160,30 @@ class MessageSink:
             if w is not None:
                 w.abort()
 
-    async def finish(self) -> tuple[StagedBlob | None, StagedBlob | None]:
-        """fsync and parse; the caller publishes them with the store and discards them."""
+    def local_data(self) -> bytes | None:
+        """The local copy as received so far, when it is still all in memory (not for a
+        message of more than a megabyte), else None."""
+        if self.local is None or self.aborted:
+            return None
+        return self.local.peek()
+
+    async def finish(self, local_data: bytes | None = None
+                     ) -> tuple[StagedBlob | None, StagedBlob | None]:
+        """fsync and parse; the caller publishes them with the store and discards them.
+        `local_data` replaces the local copy's bytes (the received ones with a header added,
+        see `local_data`), so that the message is written to disk once. Both are published
+        early (linked and their directory fsynced before the store's write lock is taken, see
+        casella.store.blobs): the store's transaction, which every worker's deliveries wait
+        for in turn, then holds no fsync but its own commit."""
         local = queue = None
         try:
-            if self.local is not None:
-                local = await self.local.finish()
+            if self.local is not None and local_data is not None:
+                self.local.abort()
+                local = await self._blobs.stage(local_data, publish_early=True)
+            elif self.local is not None:
+                local = await self.local.finish(publish_early=True)
             if self.queue is not None:
-                queue = await self.queue.finish()
+                queue = await self.queue.finish(publish_early=True)
         except BaseException:
             if local is not None:
                 local.discard()
@@ -235,7 +261,13 @@ async def commit(store: Store, hostname: str, env: Envelope,
         env.account.id if env.account else None, env.mail.envid, env.mail.ret)
     delivered = [o for o in outcomes if o.error is None]
     # Quota warnings (issue 9): one message per 80 % / 95 % crossing, decided by the store.
-    await send_quota_warnings(store, hostname, [o.target.account_id for o in delivered])
+    # Only an account with a quota can cross one; asking the store about the others would
+    # cost every delivery a round trip for nothing. (A quota set since RCPT is noticed at
+    # the account's next delivery: the store keeps the crossing until it is taken.)
+    limited = {loc.target.account.id for loc in locals_.values()
+               if loc.target.account.quota_bytes > 0 or loc.target.account.quota_messages > 0}
+    await send_quota_warnings(store, hostname, [o.target.account_id for o in delivered
+                                                if o.target.account_id in limited])
     failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
     if outcomes and not delivered and not remote:
         assert failed[0][1].error is not None

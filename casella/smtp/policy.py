@@ -27,7 +27,7 @@ from casella.mail.addresses import (
 from casella.smtp import proto
 from casella.smtp.proto import Path, ReplyError
 from casella.store.base import Store
-from casella.store.model import Account
+from casella.store.model import Account, Alias
 
 log = logging.getLogger("casella.smtp")
 
@@ -85,6 +85,7 @@ class _Expansion:
         self.store = store
         self.seen: set[str] = set()
         self.hosted: dict[str, bool] = {}
+        self.found: dict[str, tuple[Alias | None, Account | None]] = {}
         self.result_local: dict[tuple[int, str], LocalTarget] = {}
         self.result_remote: dict[str, None] = {}
         self.unknown: list[str] = []
@@ -94,6 +95,16 @@ class _Expansion:
         if domain not in self.hosted:
             self.hosted[domain] = await self.store.get_domain(domain) is not None
         return self.hosted[domain]
+
+    async def lookup(self, address: str) -> tuple[Alias | None, Account | None]:
+        """The exact alias and the account of a canonical address, and whether its domain is
+        hosted (noted in `hosted`): one store round trip, remembered for this expansion."""
+        found = self.found.get(address)
+        if found is None:
+            hosted, alias, account = await self.store.resolve_address(address)
+            self.hosted.setdefault(split_address(address)[1], hosted)
+            found = self.found[address] = (alias, account)
+        return found
 
     def add_local(self, account: Account, mailbox: str = "INBOX") -> None:
         target = LocalTarget(account, mailbox)
@@ -109,28 +120,28 @@ class _Expansion:
             return
         self.seen.add(address)
         local, domain = split_address(address)
-        if not await self.is_hosted(domain):
+        alias = account = None
+        if self.hosted.get(domain) is not False:
+            alias, account = await self.lookup(address)
+        if not self.hosted[domain]:
             self.result_remote.setdefault(address, None)
             return
         store = self.store
-        alias = await store.get_alias(address)
         if alias is not None:
             for dest in alias.destinations:
                 await self.expand(_canonical(dest), depth + 1)
             return
-        account = await store.get_account(address)
         if account is not None:
             self.add_local(account)
             return
         base, tag = strip_plus_tag(tag_source or local)
         if tag is not None:
             base_address = f"{_canonical_local(base)}@{domain}"
-            base_account = await store.get_account(base_address)
+            base_alias, base_account = await self.lookup(base_address)
             if base_account is not None:
                 mailbox = tag if _TAG_MAILBOX_RE.fullmatch(tag) else "INBOX"
                 self.add_local(base_account, mailbox)
                 return
-            base_alias = await store.get_alias(base_address)
             if base_alias is not None:
                 self.seen.add(base_address)
                 for dest in base_alias.destinations:
@@ -180,6 +191,15 @@ class Policy:
                 raise ReplyError(proto.RELAY_DENIED)
             raise ReplyError(BAD_DOMAIN)
         exp = _Expansion(self.store)
+        if not relay_form:
+            try:
+                canonical = f"{normalize_local_part(path.local)}@{domain}"
+            except InvalidName:
+                pass
+            else:
+                # The domain, the alias and the account in one round trip; the checks below
+                # keep their order.
+                await exp.lookup(canonical)
         hosted = await exp.is_hosted(domain)
         if not hosted:
             if self.role is Role.SUBMISSION and account is not None:

@@ -28,7 +28,14 @@ from casella.net.streams import (
     ServerShutdown,
 )
 from casella.smtp import proto
-from casella.smtp.authcheck import REJECT, add_header, check_inbound, read_staged
+from casella.smtp.authcheck import (
+    REJECT,
+    InboundVerdict,
+    add_header,
+    check_inbound,
+    insert_header,
+    read_staged,
+)
 from casella.smtp.data import BdatScanner, DataScanner
 from casella.smtp.delivery import (
     Envelope,
@@ -588,22 +595,35 @@ class Session:
             if refusal is not None:
                 sink.abort()
                 return refusal
-        local, queued = await sink.finish()
-        if self.role is Role.MX and local is not None and self.app.config.inbound.checks:
-            # Issue 6 §5: SPF, DKIM and DMARC on what arrives from the internet.
-            data = await read_staged(local)
-            verdict = await check_inbound(hostname=self.hostname, ip=self.conn.peer_ip,
-                                          helo=env.helo, mail_from=env.sender, message=data)
-            self._note += f" dmarc={verdict.dmarc.result}"
+        inbound = self.role is Role.MX and sink.local is not None and \
+            self.app.config.inbound.checks
+        verdict: InboundVerdict | None = None
+        data = sink.local_data() if inbound else None
+        if data is not None:
+            # Issue 6 §5: SPF, DKIM and DMARC on what arrives from the internet, checked while
+            # the message is still in memory, so it is written to disk once, with its header.
+            verdict = await self._check_inbound(env, data)
             if verdict.action == REJECT:
-                for blob in (local, queued):
-                    if blob is not None:
-                        blob.discard()
+                sink.abort()
                 return proto.reply(verdict.reply_code, verdict.reply_status,
                                    verdict.reply_text)
-            checked = await add_header(self.app.store, local, verdict.header, data)
-            local.discard()
-            local = checked
+            local, queued = await sink.finish(insert_header(data, verdict.header))
+        else:
+            local, queued = await sink.finish()
+            if inbound and local is not None:
+                # Too big to have been kept in memory: read back from its temporary file.
+                data = await read_staged(local)
+                verdict = await self._check_inbound(env, data)
+                if verdict.action == REJECT:
+                    for blob in (local, queued):
+                        if blob is not None:
+                            blob.discard()
+                    return proto.reply(verdict.reply_code, verdict.reply_status,
+                                       verdict.reply_text)
+                checked = await add_header(self.app.store, local, verdict.header, data)
+                local.discard()
+                local = checked
+        if verdict is not None:
             if verdict.mailbox != "INBOX":
                 for r in env.recipients:
                     r.resolution.local = [LocalTarget(t.account, verdict.mailbox)
@@ -618,6 +638,12 @@ class Session:
             for blob in (local, queued):
                 if blob is not None:
                     blob.discard()
+
+    async def _check_inbound(self, env: Envelope, data: bytes) -> InboundVerdict:
+        verdict = await check_inbound(hostname=self.hostname, ip=self.conn.peer_ip,
+                                      helo=env.helo, mail_from=env.sender, message=data)
+        self._note += f" dmarc={verdict.dmarc.result}"
+        return verdict
 
     async def _check_from(self, sink: MessageSink) -> Reply | None:
         """PROMISES A5 for the header: every From: address must be the submitter's own."""

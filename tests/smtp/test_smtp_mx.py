@@ -374,3 +374,49 @@ def test_smtputf8_addresses(server: Any) -> None:
     [stored] = messages(server, "j\u00f6rg@example.test")
     assert b"with UTF8SMTP id" in stored
     assert "Return-Path: <s\u00e9nder@remote.example>".encode() in stored
+
+
+def test_inbound_checks_write_the_message_once(server: Any, monkeypatch: Any) -> None:
+    """Issue 8: with the inbound checks on, a message still in memory is checked before it is
+    written, then written and fsynced once, Authentication-Results included (no second copy,
+    no read-back of the first)."""
+    import casella.smtp.session as session_module
+    from casella.store.blobs import BlobWriter
+
+    add_users(server, "carol@example.test")
+    finishes: list[int] = []
+    real = BlobWriter._finish_sync
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        finishes.append(1)
+        return real(self, *args, **kwargs)
+
+    def no_read_back(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the message was read back from disk")
+
+    monkeypatch.setattr(BlobWriter, "_finish_sync", counting)
+    monkeypatch.setattr(session_module, "read_staged", no_read_back)
+    with mx(server) as s:
+        assert s.sendmail("x@remote.example", ["carol@example.test"], MESSAGE) == {}
+    assert finishes == [1]
+    [stored] = messages(server, "carol@example.test")
+    assert stored.startswith(b"Return-Path: <x@remote.example>\r\n"
+                             b"Authentication-Results: mail.example.test;")
+    assert body_of(stored) == MESSAGE
+    assert tmp_files(server) == []
+
+
+def test_inbound_checks_on_a_message_too_big_for_memory(server: Any) -> None:
+    """A message over a megabyte is on disk before it is checked: it is read back, stored with
+    its Authentication-Results, and the first copy leaves no file behind."""
+    add_users(server, "dave@example.test")
+    before = len(blob_files(server))
+    big = MESSAGE + b"".join(b"line %07d of a big message\r\n" % i for i in range(60_000))
+    with mx(server) as s:
+        assert s.sendmail("x@remote.example", ["dave@example.test"], big) == {}
+    [stored] = messages(server, "dave@example.test")
+    assert stored.startswith(b"Return-Path: <x@remote.example>\r\n"
+                             b"Authentication-Results: mail.example.test;")
+    assert body_of(stored) == big
+    assert len(blob_files(server)) == before + 1
+    assert tmp_files(server) == []
