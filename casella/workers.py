@@ -45,12 +45,14 @@ class RelayBus(ChangeBus):
         loop.add_reader(self._relay.fileno(), self._on_remote)
 
     def publish(self, account_id: int, mailbox_id: int, modseq: int) -> None:
-        super().publish(account_id, mailbox_id, modseq)
+        # Relayed first: waking this worker's own subscribers (thousands of IDLE sessions)
+        # takes a while, and the other workers need not wait for it.
         try:
             self._relay.send(_EVENT.pack(account_id, mailbox_id, modseq))
         except (BlockingIOError, OSError) as exc:
             # The other workers' sessions catch up at their next command or event.
             log.warning("change event not relayed: %s", exc)
+        super().publish(account_id, mailbox_id, modseq)
 
     def _on_remote(self) -> None:
         while True:

@@ -209,11 +209,14 @@ class SelectedView:
         except StorageError:
             return None         # a full disk costs \Recent, never the update itself
 
-    async def sync(self, store: Store, allow_expunge: bool) -> bytes:
+    async def sync(self, store: Store, allow_expunge: bool,
+                   changes: Changes | None = None) -> bytes:
         """Ask the store what changed since our MODSEQ and return the untagged updates. The
         question is shared with the other sessions of this process that ask it at the same
-        time (IDLE fan-out)."""
-        changes = await shared_state(store).changes_since(self.mailbox_id, self.modseq)
+        time (IDLE fan-out). `changes`: the answer already in hand (SharedMailboxState.
+        answered)."""
+        if changes is None:
+            changes = await shared_state(store).changes_since(self.mailbox_id, self.modseq)
         claim = None
         last = self.uids[-1] if self.uids else 0
         if self.claims_recent and changes.messages and changes.messages[-1].uid > last:

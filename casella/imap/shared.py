@@ -10,8 +10,13 @@ published since it began: its snapshot then holds every change the joining sessi
 for. Likewise, when one session's claim of \\Recent is in flight or done, the others learn that
 those UIDs are taken instead of each writing a claim that would come back empty.
 
-Must never: hand a session an answer that began before a change it was told about, keep an
-answer beyond its query, or let one session's cancellation fail the others' wait.
+A finished answer is kept until the next change event, but handed out (`answered`) only to
+sessions woken by the event its query was started for: after a delivery, IDLE sessions wait
+for that one query before they wake (casella.imap.handlers.idle), so each wakes once.
+
+Must never: hand a session an answer that began before a change it was told about, hand a
+finished answer to a session that asks on its own, or let one session's cancellation fail
+the others' wait.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from casella.store.base import Store
 from casella.store.model import Changes
 
 _MAX_CLAIMED = 10_000     # mailboxes whose claimed UID range is remembered (then forgotten)
+_MAX_QUERIES = 1_000      # (mailbox, MODSEQ) queries kept before the stale ones are dropped
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -51,22 +57,49 @@ class SharedMailboxState:
         assert store is not None
         return store
 
-    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+    def query(self, mailbox_id: int, modseq: int) -> asyncio.Task[Changes]:
+        """The store's `changes_since(mailbox_id, modseq)` as one task per process: the one
+        running, if it began after the last change event, else a new one."""
         store = self.store
         key = (mailbox_id, modseq)
         entry = self._changes.get(key)
-        if entry is not None and entry[0] == store.bus.published:
-            return await asyncio.shield(entry[1])
+        if entry is not None and entry[0] == store.bus.published and not entry[1].done():
+            return entry[1]
         task = asyncio.ensure_future(store.changes_since(mailbox_id, modseq))
         self.queries += 1
+        if len(self._changes) >= _MAX_QUERIES:
+            self._prune()
         self._changes[key] = (store.bus.published, task)
+        task.add_done_callback(_retrieve)
+        return task
 
-        def done(t: asyncio.Task[Changes]) -> None:
-            if self._changes.get(key, (0, None))[1] is t:
+    def answered(self, mailbox_id: int, modseq: int) -> Changes | None:
+        """The answer of a `query` for (mailbox_id, modseq) that began after the last change
+        event and has finished, else None. Only for a session that was woken by that very
+        event (IDLE): a session asking on its own may have heard of a commit, from another
+        worker, whose event has not reached this process yet, and must ask the store."""
+        entry = self._changes.get((mailbox_id, modseq))
+        if entry is None or entry[0] != self.store.bus.published:
+            return None
+        task = entry[1]
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    def _prune(self) -> None:
+        """Drop the queries a change event has made stale; if that is not enough, the
+        finished ones too (a session then asks again)."""
+        published = self.store.bus.published
+        for key, (count, _) in list(self._changes.items()):
+            if count != published:
                 del self._changes[key]
-            _retrieve(t)
-        task.add_done_callback(done)
-        return await asyncio.shield(task)
+        if len(self._changes) >= _MAX_QUERIES:
+            for key, (_, task) in list(self._changes.items()):
+                if task.done():
+                    del self._changes[key]
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        return await asyncio.shield(self.query(mailbox_id, modseq))
 
     async def claim_recent(self, mailbox_id: int, uidvalidity: int,
                            highest_new: int) -> tuple[int, int] | None:

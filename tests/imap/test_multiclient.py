@@ -251,3 +251,41 @@ def test_many_sessions_append_concurrently(srv) -> None:
     assert not errors
     state = store_state(srv, acct)
     assert [u for u, _ in state] == list(range(1, 21))
+
+
+def test_idle_fan_out_asks_the_store_once(srv) -> None:
+    """After a delivery every IDLE session of the mailbox gets its EXISTS, from one store
+    query per process rather than one per session (casella.imap.shared); a session that then
+    asks on its own (NOOP) still gets a fresh answer."""
+    from casella.imap.shared import shared_state
+
+    acct = new_user(srv)
+    sessions = []
+    for _ in range(8):      # [imap] max_connections_per_user_ip is 10
+        raw = Raw(srv)
+        raw.login(acct)
+        raw.ok("SELECT INBOX")
+        raw.send(b"i IDLE\r\n")
+        assert raw.line() == b"+ idling"
+        sessions.append(raw)
+    shared = shared_state(srv.store)
+    for n in (1, 2):
+        before = shared.queries
+        deliver(srv, acct, message(f"fan-out {n}"))
+        for raw in sessions:
+            line = raw.line()
+            while line.endswith(b"RECENT"):
+                line = raw.line()
+            assert line == b"* %d EXISTS" % n
+        assert shared.queries - before == 1
+    for raw in sessions:
+        raw.send(b"DONE\r\n")
+        line = raw.line()
+        while line.startswith(b"* "):
+            line = raw.line()
+        assert line == b"i OK IDLE terminated"
+    before = shared.queries
+    deliver(srv, acct, message("after IDLE"))
+    untagged, tagged = sessions[0].command("NOOP")
+    assert b"* 3 EXISTS" in untagged and b" OK " in tagged
+    assert shared.queries - before == 1

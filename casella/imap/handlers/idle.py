@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from casella.imap import commands as c
 from casella.imap.errors import Bad
 from casella.imap.session import Done
+from casella.imap.shared import shared_state
 
 if TYPE_CHECKING:
     from casella.imap.session import Session
@@ -38,24 +39,41 @@ def _done(line: bytes) -> Done:
 async def _idle_selected(s: Session, reader: asyncio.Future[bytes]) -> Done:
     """IDLE without NOTIFY: the selected mailbox's changes (if any). The subscription and the
     reader only set a future, and the session waits on that one future: after a delivery,
-    thousands of idle sessions each wake up once, with no task or asyncio.wait per event."""
+    thousands of idle sessions each wake up once, with no task or asyncio.wait per event.
+    A change event starts (or joins) the process's one store query for it and the session
+    wakes when that is answered, so it does not wake, ask and sleep again."""
     loop = asyncio.get_running_loop()
     wake: list[asyncio.Future[None]] = [loop.create_future()]
+    shared = shared_state(s.store)
 
     def kick(*_: object) -> None:
         if not wake[0].done():
             wake[0].set_result(None)
 
+    def on_change() -> None:
+        view = s.selected
+        if wake[0].done() or view is None:
+            kick()
+            return
+        query = shared.query(view.mailbox_id, view.modseq)
+        if query.done():
+            kick()
+        else:
+            waiting = wake[0]
+            query.add_done_callback(lambda _: waiting.done() or waiting.set_result(None))
+
     reader.add_done_callback(kick)
     sub = s.subscription
     if sub is not None:
-        sub.listener = kick
+        sub.listener = on_change
     try:
         while True:
             wake[0] = loop.create_future()
-            if sub is not None and sub.pending and s.selected is not None:
+            view = s.selected
+            if sub is not None and sub.pending and view is not None:
                 sub.drain()
-                s.write(await s.selected.sync(s.store, allow_expunge=True))
+                changes = shared.answered(view.mailbox_id, view.modseq)
+                s.write(await view.sync(s.store, allow_expunge=True, changes=changes))
                 await s.flush()
             elif reader.done():
                 return _done(reader.result())
