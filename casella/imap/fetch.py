@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from casella import errors as ce
@@ -107,6 +107,25 @@ async def vanished_earlier(s: Session, view: SelectedView, uids: list[int],
     return b"* VANISHED (EARLIER) " + seqset.compress(gone) + b"\r\n"
 
 
+def _live_chunks(view: SelectedView, uids: list[int], batch: int
+                 ) -> Iterator[tuple[list[int], int]]:
+    """The UIDs in batches of up to `batch`, without those the view holds as expunged but not
+    yet announced, each with how many UIDs were left out since the last batch; the last may
+    be empty, to carry that count alone."""
+    skipped = 0
+    for start in range(0, len(uids), batch):
+        chunk = uids[start:start + batch]
+        if view.pending_expunge:
+            live = [u for u in chunk if u not in view.pending_expunge]
+            skipped += len(chunk) - len(live)
+            chunk = live
+        if chunk:
+            yield chunk, skipped
+            skipped = 0
+    if skipped:
+        yield [], skipped
+
+
 async def render(s: Session, view: SelectedView, uids: list[int],
                  items: tuple[c.FetchAtt, ...], changedsince: int | None = None) -> int:
     """Write the FETCH responses for these UIDs (ascending); returns how many were missing."""
@@ -123,12 +142,8 @@ async def render(s: Session, view: SelectedView, uids: list[int],
         return await _render_meta_only(s, view, uids, names, changedsince)
     missing = 0
     fields = static_fields(items)
-    batch = BATCH if need_static else META_BATCH
-    for start in range(0, len(uids), batch):
-        chunk = uids[start:start + batch]
-        if view.pending_expunge:
-            chunk = [u for u in chunk if u not in view.pending_expunge]
-        missing += min(batch, len(uids) - start) - len(chunk)
+    for chunk, skipped in _live_chunks(view, uids, BATCH if need_static else META_BATCH):
+        missing += skipped
         if not chunk:
             continue
         # The static data by UID; metadata and static data come in one store round trip.
@@ -210,11 +225,8 @@ async def _render_meta_only(s: Session, view: SelectedView, uids: list[int],
     formatted at once, each distinct flag list once."""
     item = _flags_formatter(view, names)
     missing = 0
-    for start in range(0, len(uids), META_BATCH):
-        chunk = uids[start:start + META_BATCH]
-        if view.pending_expunge:
-            chunk = [u for u in chunk if u not in view.pending_expunge]
-        missing += min(META_BATCH, len(uids) - start) - len(chunk)
+    for chunk, skipped in _live_chunks(view, uids, META_BATCH):
+        missing += skipped
         if not chunk:
             continue
         rows = await s.store.fetch_flags(view.mailbox_id, seqset.ranges_of(chunk))

@@ -367,33 +367,28 @@ def _conjuncts(key: c.SearchKey) -> list[c.SearchKey]:
     return [key]
 
 
+def _any_leaf(key: c.SearchKey, test: Callable[[c.SearchKey], bool]) -> bool:
+    """Whether `test` holds for any key of the tree below NOT, OR and AND."""
+    if isinstance(key, c.SNot):
+        return _any_leaf(key.key, test)
+    if isinstance(key, c.SOr):
+        return _any_leaf(key.a, test) or _any_leaf(key.b, test)
+    if isinstance(key, c.SAnd):
+        return any(_any_leaf(k, test) for k in key.keys)
+    return test(key)
+
+
+def _reads_header(key: c.SearchKey) -> bool:
+    return isinstance(key, (c.SHeader, c.SText)) or (isinstance(key, c.SDate) and key.sent)
+
+
 def _meta_only(key: c.SearchKey) -> bool:
     """Whether the key is answered from the message metadata (and the view) alone."""
-    if isinstance(key, (c.SHeader, c.SText, c.SObjectId)):
-        return False
-    if isinstance(key, c.SDate):
-        return not key.sent
-    if isinstance(key, c.SNot):
-        return _meta_only(key.key)
-    if isinstance(key, c.SOr):
-        return _meta_only(key.a) and _meta_only(key.b)
-    if isinstance(key, c.SAnd):
-        return all(_meta_only(k) for k in key.keys)
-    return True
+    return not _any_leaf(key, lambda k: _reads_header(k) or isinstance(k, c.SObjectId))
 
 
 def _needs_header(key: c.SearchKey) -> bool:
-    if isinstance(key, (c.SHeader, c.SText)):
-        return True
-    if isinstance(key, c.SDate):
-        return key.sent
-    if isinstance(key, c.SNot):
-        return _needs_header(key.key)
-    if isinstance(key, c.SOr):
-        return _needs_header(key.a) or _needs_header(key.b)
-    if isinstance(key, c.SAnd):
-        return any(_needs_header(k) for k in key.keys)
-    return False
+    return _any_leaf(key, _reads_header)
 
 
 _SYSTEM = {f.lower(): f for f in SYSTEM_FLAGS}
