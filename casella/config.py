@@ -97,6 +97,7 @@ class AuthConfig:
     block_after: int = 10                 # failures from one IP within block_window: blocked
     block_window: int = 900               # seconds
     block_duration: int = 900             # seconds an IP stays blocked
+    verified_cache_ttl: int = 300         # seconds a right password is remembered (0: never)
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         block_after=_int("auth.block_after", auth_raw.get("block_after", 10)),
         block_window=_int("auth.block_window", auth_raw.get("block_window", 900), 1),
         block_duration=_int("auth.block_duration", auth_raw.get("block_duration", 900)),
+        verified_cache_ttl=_int("auth.verified_cache_ttl",
+                                auth_raw.get("verified_cache_ttl", 300), 0, 86400),
     )
 
     store_raw = _section(raw, "store")

@@ -91,6 +91,7 @@ def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ('[limits]\ndefault_quota = "10Q"\n', "limits.default_quota = '10Q'"),
     ('[limits]\nmessages_per_hour = -1\n', "limits.messages_per_hour"),
     ('[limits]\ndefers_failures_percent = 101\n', "limits.defers_failures_percent"),
+    ('[auth]\nverified_cache_ttl = -5\n', "auth.verified_cache_ttl = -5"),
     ('[pop3]\ndelete = "shred"\n', "pop3.delete = 'shred'"),
     ('[store]\nbackend = "mysql"\n', "store.backend = 'mysql'"),
     ('[store]\nbackend = "postgres"\n', "store.dsn"),

@@ -3,7 +3,7 @@ the brute-force defence.
 
 Lives here: `Authenticator.login`, which refuses a blocked IP before any password work, looks
 the account up, verifies the password with argon2 in a worker thread (a flood of attempts never
-stalls the event loop), enforces the SASL authorization-identity rule (PROMISES A4), counts
+stalls the event loop) unless it was verified right moments ago (casella.auth.verified), enforces the SASL authorization-identity rule (PROMISES A4), counts
 failures per IP and per account in the store (shared by every protocol and process), delays
 each failure by a growing amount and blocks an IP after too many. Must never: log a password,
 say whether the user exists, or slow down a successful login.
@@ -18,6 +18,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 from casella.auth.passwords import verify_password
+from casella.auth.verified import VerifiedCache
 from casella.config import Config
 from casella.store.base import Store
 from casella.store.model import Account
@@ -36,6 +37,7 @@ class Authenticator:
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
+        self.verified = VerifiedCache(config.auth.verified_cache_ttl)
 
     def failure_delay(self, failures: int) -> float:
         """2 s, 4 s, 8 s … up to the maximum (with the default config)."""
@@ -51,6 +53,21 @@ class Authenticator:
         until = status.get(f"ip:{remote_ip}", (0, 0))[1]
         return until if until > now else 0
 
+    async def _verify(self, account: Account | None, password: str) -> bool:
+        """argon2 in a worker thread, unless this very password was verified right for this
+        very hash a moment ago (casella.auth.verified)."""
+        stored = account.password_hash if account is not None else None
+        token = None
+        if stored and self.verified.enabled:
+            token = self.verified.token(stored, password)
+            if self.verified.verified(token):
+                return True
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(_executor, verify_password, stored, password)
+        if ok and token is not None:
+            self.verified.remember(token)
+        return ok
+
     async def login(self, username: str, password: str, *, remote_ip: str = "",
                     protocol: str = "", authzid: str = "") -> Account | None:
         """The account when the credentials are right, else None after the failure delay."""
@@ -61,9 +78,7 @@ class Authenticator:
             await asyncio.sleep(self.config.auth.max_failure_delay)
             return None
         account = await self.store.get_account(address) if "@" in address else None
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(
-            _executor, verify_password, account.password_hash if account else None, password)
+        ok = await self._verify(account, password)
         if ok and authzid and normalize_login(authzid) != address:
             ok = False  # PROMISES A4: no acting as somebody else
         if ok and account is not None:

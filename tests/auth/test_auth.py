@@ -106,3 +106,53 @@ async def test_ip_is_blocked_after_repeated_failures(auth: Authenticator) -> Non
     assert await auth.login("alice@example.test", "pw", remote_ip="192.0.2.10") is not None
     await auth.store.auth_clear(["ip:192.0.2.9"])
     assert await auth.login("alice@example.test", "pw", remote_ip="192.0.2.9") is not None
+
+
+async def test_a_right_password_is_verified_once_then_remembered(
+        auth: Authenticator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8: repeated logins do not re-run argon2 (as Dovecot's auth_cache); failures always
+    do, a new password hash forgets the old password, and ttl 0 turns it off."""
+    from casella.auth import authenticator as mod
+
+    calls: list[str] = []
+
+    def counting(stored: str | None, password: str) -> bool:
+        calls.append(password)
+        return verify_password(stored, password)
+
+    monkeypatch.setattr(mod, "verify_password", counting)
+    for _ in range(3):
+        assert await auth.login("alice@example.test", "pw", remote_ip="192.0.2.20") is not None
+    assert calls == ["pw"]
+    assert await auth.login("alice@example.test", "bad", remote_ip="192.0.2.20") is None
+    assert await auth.login("alice@example.test", "bad", remote_ip="192.0.2.20") is None
+    assert calls == ["pw", "bad", "bad"]
+    # The password changes: the remembered one no longer opens the account.
+    await auth.store.set_password("alice@example.test", hash_password("new"))
+    assert await auth.login("alice@example.test", "pw", remote_ip="192.0.2.21") is None
+    assert await auth.login("alice@example.test", "new", remote_ip="192.0.2.21") is not None
+    assert calls[-2:] == ["pw", "new"]
+    auth.verified.ttl = 0
+    assert await auth.login("alice@example.test", "new", remote_ip="192.0.2.21") is not None
+    assert calls[-1] == "new" and len(calls) == 6
+
+
+def test_verified_cache_expires_and_is_bounded() -> None:
+    from casella.auth.verified import VerifiedCache
+
+    now = [100.0]
+    cache = VerifiedCache(60, max_entries=2, clock=lambda: now[0])
+    a, b, c = (cache.token("$argon2id$h", p) for p in ("a", "b", "c"))
+    assert len({a, b, c}) == 3 and b"a" not in a
+    assert cache.token("$argon2id$other", "a") != a
+    assert not cache.verified(a)
+    cache.remember(a)
+    now[0] += 59
+    assert cache.verified(a)
+    now[0] += 1
+    assert not cache.verified(a) and len(cache) == 0
+    for t in (a, b, c):
+        cache.remember(t)
+    assert len(cache) == 2 and not cache.verified(a) and cache.verified(c)
+    # Another process (another key) never recognises these tokens.
+    assert VerifiedCache(60).token("$argon2id$h", "a") != a
