@@ -87,8 +87,10 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         print(f"casella is running: data in {config.data_dir.resolve()}", flush=True)
         for name, address in bound.items():
             print(f"  {name:<12} {address}", flush=True)
-        if config.server.workers > 1:
-            print(f"  ({config.server.workers} worker processes)", flush=True)
+        from casella.eventloop import loop_name
+        processes = (f"{config.server.workers} worker processes"
+                     if config.server.workers > 1 else "one process")
+        print(f"  ({processes}, {loop_name(config.server.event_loop)} event loop)", flush=True)
         print("Stop with Ctrl-C.", flush=True)
 
     if args.demo:

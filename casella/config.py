@@ -193,6 +193,7 @@ class ServerConfig:
     shutdown_grace_seconds: float = 5.0
     user: str = ""                        # started as root: run as this user after binding
     allow_root: bool = False              # keep running as root (not recommended)
+    event_loop: str = "auto"              # auto (uvloop when installed), uvloop, asyncio
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,19 @@ def _section(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
     if not isinstance(table, dict):
         raise ConfigError(f"{name} = {table!r}: expected a table [{name}]")
     return table
+
+
+def _event_loop(value: object) -> str:
+    from casella.eventloop import CHOICES, loop_factory
+    v = _expect("server.event_loop", value, str, "auto, uvloop or asyncio")
+    if v not in CHOICES:
+        raise ConfigError(f"server.event_loop = {value!r}: expected auto, uvloop or asyncio")
+    try:
+        loop_factory(v)
+    except ImportError:
+        raise ConfigError("server.event_loop = 'uvloop': uvloop is not installed "
+                          "(pip install uvloop, or use auto)")
+    return v
 
 
 def _int(key: str, value: object, minimum: int = 0, maximum: int | None = None) -> int:
@@ -429,6 +443,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         user=_expect("server.user", srv_raw.get("user", ""), str, "a user name"),
         allow_root=_expect("server.allow_root", srv_raw.get("allow_root", False), bool,
                            "true or false"),
+        event_loop=_event_loop(srv_raw.get("event_loop", "auto")),
     )
 
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,

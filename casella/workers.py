@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Callable
 
+from casella import eventloop
 from casella.config import Config, HostPort
 from casella.store.changes import ChangeBus
 
@@ -108,7 +109,7 @@ def _worker(index: int, config: Config, sockets: dict[str, socket.socket],
         await server.stop()
         return 0
 
-    return asyncio.run(main())
+    return eventloop.run(main(), config.server.event_loop)
 
 
 async def _repair(config: Config) -> None:
@@ -207,12 +208,12 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, early_stop)
         self._prepare()
-        asyncio.run(_repair(self.config))
+        eventloop.run(_repair(self.config), self.config.server.event_loop)
         for index in range(self.config.server.workers):
             self._spawn(index)
         if on_ready is not None:
             on_ready(self.bound())
-        return asyncio.run(self._supervise())
+        return eventloop.run(self._supervise(), self.config.server.event_loop)
 
     async def _supervise(self) -> int:
         loop = asyncio.get_running_loop()
@@ -279,7 +280,8 @@ def serve(config: Config,
     """`casella serve`: one process, or a supervisor and `server.workers` workers."""
     if config.server.workers <= 1:
         from casella.server import run
-        return asyncio.run(run(config, (lambda srv: on_ready(srv.bound)) if on_ready else None))
+        return eventloop.run(run(config, (lambda srv: on_ready(srv.bound)) if on_ready else None),
+                             config.server.event_loop)
     sys.stdout.flush()
     sys.stderr.flush()
     return Supervisor(config).serve(on_ready)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Coroutine, Iterator, TypeVar
 import pytest
 
 from casella.config import LISTENER_NAMES, Config, config_from_mapping, parse_size
+from casella.eventloop import new_event_loop
 from casella.server import PROVIDERS, Server
 from casella.store.model import Account
 
@@ -63,7 +64,8 @@ class RunningServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.data_dir = config.data_dir
-        self.loop = asyncio.new_event_loop()
+        # The loop casella serves on ([server] event_loop): uvloop when installed.
+        self.loop = new_event_loop(config.server.event_loop)
         self._thread = threading.Thread(target=self.loop.run_forever, name="casella-test",
                                         daemon=True)
         self._thread.start()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from casella.config import DEV_LISTEN, HostPort, load_config, parse_size
+from casella.config import DEV_LISTEN, HostPort, config_from_mapping, load_config, parse_size
 from casella.errors import ConfigError
 
 
@@ -92,6 +92,7 @@ def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ('[limits]\nmessages_per_hour = -1\n', "limits.messages_per_hour"),
     ('[limits]\ndefers_failures_percent = 101\n', "limits.defers_failures_percent"),
     ('[auth]\nverified_cache_ttl = -5\n', "auth.verified_cache_ttl = -5"),
+    ('[server]\nevent_loop = "trio"\n', "server.event_loop = 'trio'"),
     ('[pop3]\ndelete = "shred"\n', "pop3.delete = 'shred'"),
     ('[store]\nbackend = "mysql"\n', "store.backend = 'mysql'"),
     ('[store]\nbackend = "postgres"\n', "store.dsn"),
@@ -125,3 +126,27 @@ def test_protocol_limits(tmp_path: Path) -> None:
                          ('[pop3]\nline_timeout = "x"\n', "pop3.line_timeout")):
         with pytest.raises(ConfigError, match=needle):
             load_config(write(tmp_path, text))
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[server] event_loop: auto takes uvloop when it can be imported and falls back quietly;
+    asking for uvloop without it installed stops start-up with one clear line."""
+    import asyncio
+    import sys
+
+    from casella import eventloop
+
+    assert eventloop.loop_factory("asyncio") is asyncio.new_event_loop
+    loop = eventloop.new_event_loop("auto")
+    try:
+        expected = "uvloop" if eventloop.loop_factory("auto") is not asyncio.new_event_loop \
+            else "asyncio"
+        assert type(loop).__module__.split(".")[0] == expected
+    finally:
+        loop.close()
+    assert eventloop.run(asyncio.sleep(0, "done"), "auto") == "done"
+    monkeypatch.setitem(sys.modules, "uvloop", None)     # as if not installed
+    assert eventloop.loop_factory("auto") is asyncio.new_event_loop
+    assert config_from_mapping({"server": {"event_loop": "auto"}}).server.event_loop == "auto"
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        config_from_mapping({"server": {"event_loop": "uvloop"}})

@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, cast
 
 log = logging.getLogger("casella.net")
 
@@ -95,8 +95,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol callbacks ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         # asyncio disables Nagle only for sockets whose proto is IPPROTO_TCP, which accepted
         # sockets are not: without this, a reply written in two pieces waits for the client's
         # delayed ACK (40 ms on Linux).
