@@ -239,8 +239,30 @@ class BlobStore:
         self.unclaimed: collections.deque[tuple[str, int]] = collections.deque()
 
     def prepare(self) -> None:
+        """Create the root, tmp/ and the 256 shard directories (named by a digest's first two
+        hex digits) once, and make their entries durable: a message's own fsyncs then only
+        need its file and its shard directory, and no delivery creates a directory."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(exist_ok=True)
+        created = False
+        for name in ["tmp"] + [f"{i:02x}" for i in range(256)]:
+            try:
+                (self.root / name).mkdir()
+                created = True
+            except FileExistsError:
+                pass
+        if created:
+            self.sync_dirs({self.root, self.root.parent})
+
+    def _link(self, src: Path, final: Path) -> None:
+        """os.link, creating the shard directory (durably) if somebody removed it."""
+        try:
+            os.link(src, final)
+        except FileNotFoundError:
+            if not src.exists():
+                raise
+            final.parent.mkdir(exist_ok=True)
+            self.sync_dirs({self.root})
+            os.link(src, final)
 
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
@@ -274,9 +296,8 @@ class BlobStore:
         `publish` under the lock."""
         final = self.path_for(staged.digest)
         try:
-            final.parent.mkdir(exist_ok=True)
             try:
-                os.link(staged.tmp_path, final)
+                self._link(staged.tmp_path, final)
             except FileExistsError:
                 pass
             ino = os.stat(final).st_ino
@@ -301,11 +322,10 @@ class BlobStore:
             except OSError:
                 pass
         try:
-            final.parent.mkdir(exist_ok=True)
             if not final.exists():
                 # A hard link, not a rename: the staged file stays valid until discard(), so
                 # one staged body can be published again if a transaction is retried.
-                os.link(staged.tmp_path, final)
+                self._link(staged.tmp_path, final)
         except FileExistsError:
             pass
         except OSError as exc:
