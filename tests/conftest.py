@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import importlib.util
 import ssl
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
@@ -152,3 +154,17 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 @pytest.fixture
 def server(make_server: Callable[..., RunningServer]) -> RunningServer:
     return make_server()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 12 MiB tmpfs to fill up (disk-full tests); mounting needs root."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12M", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

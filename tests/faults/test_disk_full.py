@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import os
 import smtplib
-import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import RunningServer, build_test_config
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12M", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def big_message(n: int) -> bytes:

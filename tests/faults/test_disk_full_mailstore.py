@@ -18,7 +18,6 @@ import pytest
 from casella.errors import DiskFull
 from tests.attack.util import Imap, Pop3, Smtp, add_user, deliver, message
 from tests.conftest import RunningServer, build_test_config
-from tests.faults.test_disk_full import small_disk  # noqa: F401  (the tmpfs fixture)
 
 
 def fill(mount: Path, leave: int) -> Path:
@@ -69,7 +68,7 @@ def inbox_count(c: Imap) -> int:
     return exists
 
 
-def test_imap_append_on_a_full_disk(small_disk: Path) -> None:  # noqa: F811
+def test_imap_append_on_a_full_disk(small_disk: Path) -> None:
     srv = serve(small_disk)
     try:
         account = add_user(srv, quota=0)
@@ -104,7 +103,7 @@ def test_imap_append_on_a_full_disk(small_disk: Path) -> None:  # noqa: F811
         srv.stop()
 
 
-def test_pop3_quit_on_a_full_disk(small_disk: Path) -> None:  # noqa: F811
+def test_pop3_quit_on_a_full_disk(small_disk: Path) -> None:
     srv = serve(small_disk)
     try:
         account = add_user(srv, quota=0)
@@ -166,7 +165,7 @@ def test_pop3_quit_when_the_store_reports_disk_full(make_server: Any, policy: st
         assert c.cmd("STAT").startswith(b"+OK 2 ")
 
 
-def test_smtp_data_on_a_full_disk_is_452_and_in_step(small_disk: Path) -> None:  # noqa: F811
+def test_smtp_data_on_a_full_disk_is_452_and_in_step(small_disk: Path) -> None:
     """Issue 7 §6: 452 4.3.1 (RFC 3463 X.3.1 "mail system full"), answered after the end of
     data (the disk may fill in the middle of a large message), on a connection that goes on."""
     srv = serve(small_disk)

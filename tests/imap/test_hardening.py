@@ -8,7 +8,6 @@ reads go on; other store failures: NO [UNAVAILABLE])."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -208,19 +207,6 @@ def test_storage_error_is_no_unavailable(srv, monkeypatch) -> None:
     assert raw.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)])")
     raw.ok("STORE 1 +FLAGS (\\Flagged)")
     raw.close()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12M", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_append_and_store(small_disk: Path) -> None:
