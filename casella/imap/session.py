@@ -510,7 +510,7 @@ class Session:
                     writer.abort()
             if failure is None:
                 try:
-                    staged = await writer.finish()
+                    staged = await writer.finish(publish_early=True)
                 except ce.StorageError as exc:
                     failure = exc
         except BaseException:

@@ -70,7 +70,9 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Done:
                 assert isinstance(msg.message.handle, StagedBlob)
                 blob = msg.message.handle
             else:
-                blob = await s.store.blobs.stage(to_crlf(msg.message))
+                # Linked and its directory fsynced now, so the store's write lock (which every
+                # worker's writes wait for) is not held through that fsync.
+                blob = await s.store.blobs.stage(to_crlf(msg.message), publish_early=True)
                 staged.append(blob)
             internaldate = int(msg.date.timestamp()) if msg.date is not None else None
             items.append(AppendItem(blob, msg.flags, internaldate))
