@@ -49,6 +49,9 @@ T = TypeVar("T")
 _SEEN_BIT = FLAG_BITS[SEEN]
 _DELETED_BIT = FLAG_BITS[DELETED]
 _MAX_BATCH = 128
+# Blobs released by a write (expunge, delete) are collected in a transaction of their own when
+# no other write is waiting, or once they have waited this long under constant load.
+_GC_MAX_DEFER = 5.0
 _READERS = 4
 
 _MAILBOX_COLS = ("id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use, "
@@ -144,6 +147,7 @@ class SQLiteBase:
         self.blobs = blobs or BlobStore(self.data_dir / "blobs")
         self.bus = bus or ChangeBus()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._gc_since: float | None = None   # released blobs wait for collection since then
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sqlite-r")
         self._local = threading.local()
@@ -238,6 +242,12 @@ class SQLiteBase:
                     batch.append(nxt)
                 try:
                     self._run_batch(conn, batch)
+                    if self._gc_since is not None and (
+                            self._jobs.empty() or
+                            time.monotonic() - self._gc_since >= _GC_MAX_DEFER):
+                        # Its own COMMIT (an fsync) and unlinks: not while writers wait.
+                        self._gc_since = None
+                        self._collect_garbage(conn)
                 finally:
                     if locked is not None:
                         fcntl.flock(locked, fcntl.LOCK_UN)
@@ -319,8 +329,8 @@ class SQLiteBase:
             staged.committed = True
         for job, result, job_err, events in outcomes:
             self._resolve(job, result, job_err, events)
-        if released:
-            self._collect_garbage(conn)
+        if released and self._gc_since is None:
+            self._gc_since = time.monotonic()
 
     def _resolve(self, job: _Job, result: Any, err: BaseException | None,
                  events: list[tuple[int, int, int]]) -> None:
