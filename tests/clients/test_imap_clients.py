@@ -343,6 +343,22 @@ def assert_nothing_changes(server: RunningServer, account: Account, root: Path,
     assert_in_sync(server, account, root, expected)
 
 
+def check_two_way_sync(server: RunningServer, account: Account, root: Path,
+                       expected: dict[str, State], sync: Callable[[], str], *,
+                       trash_locally: bool) -> None:
+    """The scenario both sync tools go through: the first sync brings everything down, a sync
+    after changes on both sides leaves both sides alike, and one more sync changes nothing."""
+    sync()
+    assert_first_sync(server, account, root, expected)
+    change_both_sides(server, account, root, expected, trash_locally=trash_locally)
+    sync()
+    assert_in_sync(server, account, root, expected)
+    # Local: one file removed (and one trashed with mbsync); remote: one expunged; one new
+    # message on each side.
+    assert len(expected["INBOX"]) == BIG - (3 if trash_locally else 2) + 2
+    assert_nothing_changes(server, account, root, expected, sync)
+
+
 # --- mbsync ----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(900)
@@ -389,15 +405,7 @@ SyncState *
     def sync() -> str:
         return run_client([mbsync, "-c", str(config), "-a"], env)
 
-    sync()
-    assert_first_sync(server, account, root, expected)
-
-    change_both_sides(server, account, root, expected, trash_locally=True)
-    sync()
-    assert_in_sync(server, account, root, expected)
-    assert len(expected["INBOX"]) == BIG - 3 + 2
-
-    assert_nothing_changes(server, account, root, expected, sync)
+    check_two_way_sync(server, account, root, expected, sync, trash_locally=True)
 
 
 # --- offlineimap -------------------------------------------------------------------------------
@@ -441,17 +449,9 @@ starttls = no
         # -o: one run, -u basic: plain output (no curses UI).
         return run_client([offlineimap, "-o", "-u", "basic", "-c", str(config)], env)
 
-    sync()
-    assert_first_sync(server, account, root, expected)
-
     # offlineimap turns a local T flag into \Deleted without expunging it, so the trash
     # case belongs to the mbsync test only; a deleted file is expunged on the server.
-    change_both_sides(server, account, root, expected, trash_locally=False)
-    sync()
-    assert_in_sync(server, account, root, expected)
-    assert len(expected["INBOX"]) == BIG - 2 + 2
-
-    assert_nothing_changes(server, account, root, expected, sync)
+    check_two_way_sync(server, account, root, expected, sync, trash_locally=False)
 
 
 # --- neomutt: CONDSTORE / QRESYNC ------------------------------------------------------------
