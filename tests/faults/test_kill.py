@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -31,23 +32,32 @@ def message(tag: str) -> bytes:
             f"Message-ID: <{tag}@faults>\r\n\r\n").encode() + body + b"\r\n"
 
 
-def start(cfg: Path) -> tuple[subprocess.Popen[str], int]:
+def start(cfg: Path, need: tuple[str, ...] = ("smtp",)
+          ) -> tuple[subprocess.Popen[str], dict[str, int]]:
     proc = subprocess.Popen([CASELLA, "--config", str(cfg), "serve"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     assert proc.stdout is not None
+    ports: dict[str, int] = {}
     deadline = time.monotonic() + 60
-    port = 0
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
-        m = re.match(r"\s+smtp\s+127\.0\.0\.1:(\d+)$", line.rstrip())
+        m = re.match(r"\s+(\w+)\s+127\.0\.0\.1:(\d+)$", line.rstrip())
         if m:
-            port = int(m.group(1))
+            ports[m.group(1)] = int(m.group(2))
         if line.startswith("Stop with"):
             break
-    assert port, "the server did not start"
-    return proc, port
+    if not set(need) <= set(ports):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"the server did not start: {ports}")
+    # The sockets are bound before the workers run: wait until they answer, so the burst
+    # really runs against a serving server however loaded the machine is.
+    for name in need:
+        with socket.create_connection(("127.0.0.1", ports[name]), timeout=60) as probe:
+            probe.settimeout(60)
+            assert probe.recv(100), f"{name} did not greet"
+    return proc, ports
 
 
 def burst(port: int, prefix: str, acked: list[str], stop: threading.Event) -> None:
@@ -108,7 +118,8 @@ def test_sigkill_during_smtp_burst(tmp_path: Path) -> None:
     rng = random.Random(7)
     acked: list[str] = []
     for cycle in range(3):
-        proc, port = start(cfg)
+        proc, ports = start(cfg)
+        port = ports["smtp"]
         stop = threading.Event()
         threads = [threading.Thread(target=burst, args=(port, f"c{cycle}t{i}", acked, stop))
                    for i in range(6)]

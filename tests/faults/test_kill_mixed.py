@@ -14,43 +14,12 @@ import os
 import random
 import re
 import signal
-import smtplib
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 from casella.store.sqlite import SQLiteStore
-from tests.faults.test_kill import CASELLA, message, seed
-
-
-def start(cfg: Path, need: tuple[str, ...] = ("smtp", "imap")
-          ) -> tuple[subprocess.Popen[str], dict[str, int]]:
-    proc = subprocess.Popen([CASELLA, "--config", str(cfg), "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    ports: dict[str, int] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.match(r"\s+(\w+)\s+127\.0\.0\.1:(\d+)$", line.rstrip())
-        if m:
-            ports[m.group(1)] = int(m.group(2))
-        if line.startswith("Stop with"):
-            break
-    if not set(need) <= set(ports):
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"the server did not start: {ports}")
-    # The sockets are bound before the workers run: wait until they answer, so the burst
-    # really runs against a serving server however loaded the machine is.
-    for name in need:
-        with socket.create_connection(("127.0.0.1", ports[name]), timeout=60) as probe:
-            probe.settimeout(60)
-            assert probe.recv(100), f"{name} did not greet"
-    return proc, ports
+from tests.faults.test_kill import burst, message, seed, start
 
 
 def group_members(pgid: int) -> list[int]:
@@ -70,19 +39,6 @@ def wait_gone(pgid: int, timeout: float = 10.0) -> bool:
     while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not group_members(pgid)
-
-
-def smtp_burst(port: int, prefix: str, acked: list[str], stop: threading.Event) -> None:
-    n = 0
-    while not stop.is_set():
-        tag = f"{prefix}-{n}"
-        n += 1
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
-                s.sendmail("sender@example.org", ["kill@example.test"], message(tag))
-            acked.append(tag)
-        except (OSError, smtplib.SMTPException):
-            return
 
 
 def imap_message(tag: str) -> bytes:
@@ -137,9 +93,9 @@ def test_sigkill_during_smtp_and_imap_append(tmp_path: Path) -> None:
     smtp_acked: list[str] = []
     imap_acked: list[str] = []
     for cycle in range(3):
-        proc, ports = start(cfg)
+        proc, ports = start(cfg, need=("smtp", "imap"))
         stop = threading.Event()
-        threads = [threading.Thread(target=smtp_burst,
+        threads = [threading.Thread(target=burst,
                                     args=(ports["smtp"], f"c{cycle}s{i}", smtp_acked, stop))
                    for i in range(3)]
         threads += [threading.Thread(target=imap_burst,
