@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import procmem
 from bench.netutil import wait_listening
+from bench.peers.base import PeerServer
 from bench.seed import MAIL_UID
 
 TEMPLATE = Path(__file__).with_name("dovecot.conf")
@@ -23,17 +24,15 @@ INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 INOTIFY_NEEDED = 16384
 
 
-class Dovecot:
+class Dovecot(PeerServer):
+    warning_markers = ("Warning", "Error", "Fatal")
     name = "dovecot"
 
     def __init__(self, work: Path, mail_root: Path, imap_port: int, pop3_port: int) -> None:
-        self.work = work
-        self.mail_root = mail_root
+        super().__init__(work, mail_root, "dovecot.log")
         self.imap_port = imap_port
         self.pop3_port = pop3_port
         self.conf = work / "dovecot.conf"
-        self.log = work / "dovecot.log"
-        self._pid = 0
         self._inotify_was: int | None = None
         self.notes: list[str] = []
 
@@ -96,22 +95,6 @@ class Dovecot:
         for port in (self.imap_port, self.pop3_port):
             if not wait_listening("127.0.0.1", port, deadline - time.monotonic()):
                 raise RuntimeError(f"dovecot is not listening on {port}{self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        try:
-            return "; log: " + " | ".join(self.log.read_text().strip().splitlines()[-4:])
-        except OSError:
-            return ""
-
-    def pids(self) -> list[int]:
-        return [self._pid] if self._pid else []
-
-    def warnings(self) -> list[str]:
-        try:
-            return [line for line in self.log.read_text().splitlines()
-                    if "Warning" in line or "Error" in line or "Fatal" in line][:20]
-        except OSError:
-            return []
 
     def stop(self, timeout: float = 20.0) -> None:
         try:

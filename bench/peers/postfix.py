@@ -18,21 +18,20 @@ from pathlib import Path
 
 from bench import procmem
 from bench.netutil import wait_listening
+from bench.peers.base import PeerServer
 from bench.seed import DOMAIN, MAIL_UID
 
 TEMPLATES = Path(__file__).with_name("postfix")
 
 
-class Postfix:
+class Postfix(PeerServer):
+    warning_markers = ("warning:", "fatal:", "panic:")
     name = "postfix"
 
     def __init__(self, work: Path, mail_root: Path, smtp_port: int) -> None:
-        self.work = work
-        self.mail_root = mail_root
+        super().__init__(work, mail_root, "postfix.log")
         self.smtp_port = smtp_port
         self.conf_dir = work / "conf"
-        self.log = work / "postfix.log"
-        self._pid = 0
 
     @staticmethod
     def available() -> str | None:
@@ -78,22 +77,6 @@ class Postfix:
                 time.sleep(0.05)
         if not wait_listening("127.0.0.1", self.smtp_port, deadline - time.monotonic()):
             raise RuntimeError(f"postfix is not listening on {self.smtp_port}{self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        try:
-            return "; log: " + " | ".join(self.log.read_text().strip().splitlines()[-4:])
-        except OSError:
-            return ""
-
-    def pids(self) -> list[int]:
-        return [self._pid] if self._pid else []
-
-    def warnings(self) -> list[str]:
-        try:
-            return [line for line in self.log.read_text().splitlines()
-                    if "warning:" in line or "fatal:" in line or "panic:" in line][:20]
-        except OSError:
-            return []
 
     def stop(self, timeout: float = 20.0) -> None:
         if not self._pid:
