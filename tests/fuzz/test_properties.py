@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from casella.imap import commands as ic
 from casella.imap import responses as ir
 from casella.imap import seqset
-from casella.imap.parser import ParseError, literal_spec, parse_request
+from casella.imap.parser import ParseError, parse_request
 from casella.mail.parse import parse_message
 from casella.mail.sections import load_parts, section_range
 from casella.pop3 import proto as pop3
 from casella.smtp import proto as smtp
+from tests.fuzz.test_fuzz_targets import FUZZ, load
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -26,27 +27,9 @@ SETTINGS = settings(max_examples=150, deadline=None,
 
 # --- IMAP ----------------------------------------------------------------------------------
 
-def frame_imap(stream: bytes) -> list[tuple[list[bytes], list[bytes]]]:
-    """Cut a byte stream into commands the way casella.imap.session reads them: a line, and
-    while it ends in a literal announcement, that many bytes and the next line."""
-    out = []
-    rest = stream
-    while rest:
-        line, sep, rest = rest.partition(b"\n")
-        if not sep:
-            break
-        lines, literals = [line.rstrip(b"\r")], []
-        while (spec := literal_spec(lines[-1])) is not None:
-            size = spec[0]
-            if size > len(rest):
-                return out
-            literals.append(rest[:size])
-            line, sep, rest = rest[size:].partition(b"\n")
-            if not sep:
-                return out
-            lines.append(line.rstrip(b"\r"))
-        out.append((lines, literals))
-    return out
+# Commands cut from a byte stream the way casella.imap.session reads them (a line, and while it
+# ends in a literal announcement, that many bytes and the next line): the IMAP fuzz target's.
+frame_imap = load(FUZZ / "fuzz_imap_parser.py").frames
 
 
 _IMAP_PIECES = st.sampled_from([
