@@ -25,6 +25,7 @@ __all__ = [
     "decode_words",
     "decoded_headers",
     "header_values",
+    "search_values",
     "html_to_text",
     "part_text",
     "preview_text",
@@ -117,6 +118,26 @@ def header_values(header: bytes, name: str) -> list[str]:
     ]
 
 
+#: The header fields SEARCH names as keys of their own (RFC 9051 §6.4.4), in the order of
+#: `search_values`.
+SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject")
+
+
+def search_values(header: bytes) -> tuple[str, ...]:
+    """For each of SEARCH_FIELDS, its values as `header_values` gives them, casefolded and
+    joined with LF: what SEARCH FROM/TO/CC/BCC/SUBJECT compares a needle with, worked out once
+    when the message is stored. A needle without LF is in the joined text exactly when it is
+    in one of the values. "" when the field is absent."""
+    found: dict[bytes, list[str]] = {}
+    wanted = {name.encode(): name for name in SEARCH_FIELDS}
+    for fname, raw in split_fields(header):
+        lname = fname.lower()
+        if lname in wanted:
+            found.setdefault(lname, []).append(
+                decode_words(field_value(raw)).strip().casefold())
+    return tuple("\n".join(found.get(name.encode(), ())) for name in SEARCH_FIELDS)
+
+
 def decoded_headers(header: bytes) -> str:
     """Every header field as ``"Name: value\\n"``, unfolded and RFC 2047 decoded."""
     lines = []
@@ -183,7 +204,6 @@ def body_text(data: bytes | mmap.mmap, root: Part, limit: int = 8 * 1024 * 1024)
     return "\n".join(out)[:limit]
 
 
-_WS = re.compile(r"\s+")
 PREVIEW_CHARS = 200
 _PREVIEW_READ = 64 * 1024
 
@@ -218,18 +238,19 @@ def preview_text(data: bytes | mmap.mmap, root: Part, attachments: frozenset[int
 
 
 def collapse_prefix(text: str, chars: int) -> str:
-    """``_WS.sub(" ", text).strip()[:chars].rstrip()``, with the whitespace regex run over a
-    growing prefix of ``text`` rather than all of it (up to 64 KiB of text for 200
-    characters). Collapsing a prefix gives a prefix of the collapsed whole (a whitespace run
-    cut at the end still becomes one space), so once a prefix yields more than ``chars``
-    characters the answer is in it."""
-    k = 4 * chars
+    """Whitespace runs collapsed to one space, stripped, cut to ``chars`` characters and
+    stripped again, worked out on a growing prefix of ``text`` rather than all of it (up to
+    64 KiB of text for 200 characters). Collapsing a prefix gives a prefix of the collapsed
+    whole, so once a prefix yields more than ``chars`` characters the answer is in it.
+    ``str.split()`` splits at exactly the characters the regex ``\\s`` matches (both use
+    Unicode's white space), at a fraction of a substitution's cost."""
+    k = max(4 * chars, 64)
     while k < len(text):
-        head = _WS.sub(" ", text[:k]).lstrip()
+        head = " ".join(text[:k].split())
         if len(head) > chars:
             return head[:chars].rstrip()
         k *= 8
-    return _WS.sub(" ", text).strip()[:chars].rstrip()
+    return " ".join(text.split())[:chars].rstrip()
 
 
 def _without(root: Part, skip: frozenset[int]) -> Part:

@@ -227,3 +227,15 @@ def test_generated_mime_trees(entity: bytes) -> None:
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
 def test_decode_words_never_raises(value: str | bytes) -> None:
     assert isinstance(decode_words(value), str)
+
+
+@given(st.text(alphabet=st.sampled_from("ab \t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000z"),
+               max_size=3000),
+       st.integers(min_value=0, max_value=400))
+def test_preview_collapse_matches_the_regex_definition(text: str, chars: int) -> None:
+    """collapse_prefix is the regex collapse of the whole text, cut and stripped: the same
+    answer whatever prefix it stopped at, with every kind of Unicode white space."""
+    from casella.mail.text import collapse_prefix
+
+    want = re.sub(r"\s+", " ", text).strip()[:chars].rstrip()
+    assert collapse_prefix(text, chars) == want
