@@ -39,6 +39,13 @@ _PARSE_HERE_PARTS = 16
 _io_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-io")
 
 
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _storage_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"no space left to {what}")
@@ -48,23 +55,25 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
 class ParsedData:
     """What the parser produced for a staged blob (see casella.mail.parse.ParsedMessage)."""
 
-    __slots__ = ("header", "envelope", "bodystructure", "body", "parts", "preview")
+    __slots__ = ("header", "envelope", "bodystructure", "body", "parts", "preview", "search")
 
     def __init__(self, header: bytes, envelope: bytes, bodystructure: bytes, body: bytes,
-                 parts: str, preview: str) -> None:
+                 parts: str, preview: str, search: tuple[str, ...]) -> None:
         self.header = header
         self.envelope = envelope
         self.bodystructure = bodystructure
         self.body = body
         self.parts = parts
         self.preview = preview
+        self.search = search
 
 
 def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
     from casella.mail.parse import parse_message
 
     p = parse_message(data)
-    return ParsedData(p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview)
+    return ParsedData(p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview,
+                      p.search)
 
 
 class StagedBlob:
@@ -93,10 +102,11 @@ class StagedBlob:
             self.own_link = False
             assert self.early_ino is not None
             self._store.unclaimed.append((self.digest, self.early_ino))
-        try:
-            os.unlink(self.tmp_path)
-        except FileNotFoundError:
-            pass
+        # The temporary name goes in an I/O thread, not here: discard() runs on the event
+        # loop, and an unlink waits for the filesystem journal, which the other sessions'
+        # fsyncs keep busy (1-2 ms under load). Nothing reads the name after this; one left
+        # behind by a crash is removed at start-up (clean_tmp).
+        _io_executor.submit(_unlink_quietly, self.tmp_path)
 
     def __enter__(self) -> "StagedBlob":
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,16 @@ def blob_files(server: Any) -> list[Path]:
     return [p for p in root.glob("??/*") if len(p.name) == 64]
 
 
-def tmp_files(server: Any) -> list[Path]:
-    return list((Path(server.data_dir) / "blobs" / "tmp").glob("*"))
+def tmp_files(server: Any, settle: float = 5.0) -> list[Path]:
+    """The blob store's temporary files, once they are gone or `settle` seconds have passed:
+    a staged file's name is removed by an I/O thread just after its session is done."""
+    tmp = Path(server.data_dir) / "blobs" / "tmp"
+    deadline = time.monotonic() + settle
+    while True:
+        found = list(tmp.glob("*"))
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
 
 
 def body_of(stored: bytes) -> bytes:
