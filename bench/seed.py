@@ -112,7 +112,8 @@ def _work(addr: str, start: int, stop: int, blob_tmp: str | None,
                 f.write(msg.data)
             p = parse(msg.data)
             out.append((tmp, hashlib.sha256(msg.data).hexdigest(), len(msg.data),
-                        (p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview),
+                        (p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview,
+                         p.search),
                         msg.internaldate, msg.flags))
     return out
 

@@ -4,8 +4,9 @@ mailbox.
 
 Lives here: `Criteria`, built from a parsed key tree and the CHARSET (US-ASCII and UTF-8, else
 NO [BADCHARSET]); `run_search`, which answers a program made only of system flags, keywords,
-internal dates and sizes with one store query (`Store.search_uids`: SQLite answers UNSEEN from an
-index) and otherwise walks the mailbox in batches, cheapest keys first: flags, dates, sizes,
+internal dates, sizes and non-empty FROM/TO/CC/BCC/SUBJECT strings with one store query
+(`Store.search_uids`: SQLite answers UNSEEN from an index, and the header keys from the values
+worked out at delivery) and otherwise walks the mailbox in batches, cheapest keys first: flags, dates, sizes,
 UIDs and sequence numbers from message metadata; header keys from the stored header block (read
 only for the messages that passed the metadata keys; the decoded values of a header block are
 kept in a bounded per-process cache, so repeated searches do not parse it again); BODY and TEXT
@@ -30,7 +31,7 @@ from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
 from casella.mail.sections import load_parts
-from casella.mail.text import body_text, decoded_headers, header_values
+from casella.mail.text import SEARCH_FIELDS, body_text, decoded_headers, header_values
 from casella.store.model import SYSTEM_FLAGS, MessageIds, MessageMeta, MessageStatic
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class Criteria:
         self.static_keys = tuple(k for k in cheap if not _meta_only(k))
         self.cheap_keys = self.meta_keys + self.static_keys
         self.needs_header = any(_needs_header(k) for k in self.static_keys)
-        self.pushdown = _pushdown(parts)
+        self.pushdown = _pushdown(parts, self._needle)
 
     def _body_key(self, key: c.SearchKey) -> bool:
         if isinstance(key, c.SText):
@@ -398,9 +399,13 @@ def _day(d: datetime.date) -> int:
     return calendar.timegm(d.timetuple())
 
 
-def _pushdown(parts: list[c.SearchKey]) -> dict[str, Any] | None:
+def _pushdown(parts: list[c.SearchKey], needle_of: Callable[[bytes], str]
+              ) -> dict[str, Any] | None:
     """The arguments of `Store.search_uids` equal to this conjunction, or None when a key
-    needs more than flags (system flags and ASCII keywords), internal dates and sizes."""
+    needs more than flags (system flags and ASCII keywords), internal dates, sizes and a
+    non-empty string in FROM, TO, CC, BCC or SUBJECT (`needle_of` decodes it as the search's
+    charset says)."""
+    header_contains: list[tuple[str, str]] = []
     with_flags: list[str] = []
     without_flags: list[str] = []
     since: int | None = None
@@ -433,10 +438,19 @@ def _pushdown(parts: list[c.SearchKey]) -> dict[str, Any] | None:
                 larger = key.size if larger is None else max(larger, key.size)
             else:
                 smaller = key.size if smaller is None else min(smaller, key.size)
+        elif isinstance(key, c.SHeader) and key.name.lower() in SEARCH_FIELDS:
+            try:
+                needle = needle_of(key.value)
+            except No:
+                return None       # the answer is the error, which matching raises
+            if not needle or "\n" in needle:
+                return None       # "" asks whether the field exists at all
+            header_contains.append((key.name.lower(), needle))
         else:
             return None
     return {"with_flags": tuple(with_flags), "without_flags": tuple(without_flags),
-            "since": since, "before": before, "larger": larger, "smaller": smaller}
+            "since": since, "before": before, "larger": larger, "smaller": smaller,
+            "header_contains": tuple(header_contains)}
 
 
 async def _load_text(store: Store, msg: _Msg) -> None:

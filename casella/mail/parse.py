@@ -19,7 +19,7 @@ from casella.mail.envelope import render_body, render_envelope
 from casella.mail.headers import parse_disposition
 from casella.mail.mime import MESSAGE, MULTIPART, MimeNode, as_buffer, build_tree
 from casella.mail.sections import Part, dump_parts
-from casella.mail.text import preview_text
+from casella.mail.text import preview_text, search_values
 
 __all__ = ["MAX_HEADER_BYTES", "ParsedMessage", "parse_message", "to_part"]
 
@@ -35,6 +35,7 @@ class ParsedMessage:
     body: bytes  # IMAP BODY, non-extensible form
     parts: str  # the part tree, compact JSON (sections.dump_parts / load_parts)
     preview: str  # RFC 8970 preview, "" when there is no text part
+    search: tuple[str, ...]  # text.search_values of the stored header (SEARCH FROM ... SUBJECT)
 
 
 def to_part(node: MimeNode) -> Part:
@@ -81,11 +82,13 @@ def parse_message(data: bytes | bytearray | memoryview | mmap.mmap) -> ParsedMes
     part = to_part(root)
     skip: set[int] = set()
     _attachments(root, skip)
+    header = bytes(buf[0:header_end])
     return ParsedMessage(
-        header=bytes(buf[0:header_end]),
+        header=header,
         envelope=render_envelope(root.fields),
         bodystructure=render_body(root, True),
         body=render_body(root, False),
         parts=dump_parts(part),
         preview=preview_text(buf, part, frozenset(skip)),
+        search=search_values(header),
     )

@@ -190,11 +190,16 @@ class Store(abc.ABC):
     async def search_uids(self, mailbox_id: int, max_uid: int, *,
                           with_flags: Sequence[str] = (), without_flags: Sequence[str] = (),
                           since: int | None = None, before: int | None = None,
-                          larger: int | None = None, smaller: int | None = None) -> list[int]:
+                          larger: int | None = None, smaller: int | None = None,
+                          header_contains: Sequence[tuple[str, str]] = ()) -> list[int]:
         """UIDs up to `max_uid`, ascending, of the messages that have every flag of
         `with_flags` and none of `without_flags` (system flags, or keywords compared without
-        regard to ASCII case), an INTERNALDATE in [since, before) (seconds since the epoch)
-        and a size above `larger` and below `smaller` (IMAP SEARCH, RFC 9051 §6.4.4)."""
+        regard to ASCII case), an INTERNALDATE in [since, before) (seconds since the epoch),
+        a size above `larger` and below `smaller`, and for each (field, needle) of
+        `header_contains` a value of that header field holding the needle (IMAP SEARCH,
+        RFC 9051 §6.4.4). The field is one of casella.mail.text.SEARCH_FIELDS and the needle
+        a non-empty casefolded string without LF, compared with the field's values as
+        `search_values` gives them; anything else raises ValueError."""
 
     @abc.abstractmethod
     async def fetch_messages(self, mailbox_id: int, uids: UidRanges,

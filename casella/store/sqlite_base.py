@@ -488,9 +488,10 @@ class SQLiteBase:
         p = staged.parsed
         cursor = cur.execute(
             "INSERT INTO blobs (digest, size, refcount, header, envelope, bodystructure, body, "
-            "parts, preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "parts, preview, search_from, search_to, search_cc, search_bcc, search_subject) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (staged.digest, staged.size, count, p.header, p.envelope, p.bodystructure, p.body,
-             p.parts, p.preview))
+             p.parts, p.preview, *p.search))
         return int(cursor.lastrowid or 0)
 
     @staticmethod

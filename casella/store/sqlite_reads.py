@@ -1,10 +1,11 @@
 """SQLite backend: the bulk reads IMAP's FETCH and SEARCH are made of (issue 8).
 
-Lives here: `search_uids` (a SEARCH made only of flags, internal dates and sizes, answered by
-one query; \\Seen absent is written as the messages_unseen index's own condition), and
-`fetch_messages` (metadata and the requested columns of the static data in one joined query,
-one thread hop per batch), `fetch_flags` (UID, MODSEQ and flags as plain tuples), `read_blobs` (many message pieces in one hop to a thread). Must
-never: run SQL or file reads on the event loop thread, or write.
+Lives here: `search_uids` (a SEARCH made only of flags, internal dates, sizes and the header
+fields FROM/TO/CC/BCC/SUBJECT, answered by one query; \\Seen absent is written as the
+messages_unseen index's own condition), `fetch_messages` (metadata and the requested
+columns of the static data in one joined query, one thread hop per batch), `fetch_flags` (UID,
+MODSEQ and flags as plain tuples), `read_blobs` (many message pieces in one hop to a thread).
+Must never: run SQL or file reads on the event loop thread, or write.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import sqlite3
 from collections.abc import Collection, Sequence
 
 from casella.errors import StorageError
+from casella.mail.text import SEARCH_FIELDS
 from casella.store.base import UidRanges
 from casella.store.model import MessageMeta, MessageStatic, split_flags
 from casella.store.sqlite_base import _SEEN_BIT, SQLiteBase, _flags, _in_ranges, _meta
+from casella.store.sqlite_schema import SEARCH_COLUMNS
 
 # MessageStatic fields that are columns of `blobs` besides id, digest and size, in order, and
 # what stands for one that is not read.
 STATIC_FIELDS = ("header", "envelope", "bodystructure", "body", "parts", "preview")
 _EMPTY = {"header": "x''", "envelope": "x''", "bodystructure": "x''", "body": "x''",
           "parts": "''", "preview": "''"}
+_SEARCH_COLUMN = dict(zip(SEARCH_FIELDS, SEARCH_COLUMNS))
 _MSG_COLS = ("m.uid, m.modseq, m.flags, m.keywords, m.internaldate, m.size, m.blob_id, "
              "m.savedate, b.digest, b.size")
 
@@ -31,9 +35,10 @@ class ReadOps(SQLiteBase):
     async def search_uids(self, mailbox_id: int, max_uid: int, *,
                           with_flags: Sequence[str] = (), without_flags: Sequence[str] = (),
                           since: int | None = None, before: int | None = None,
-                          larger: int | None = None, smaller: int | None = None) -> list[int]:
+                          larger: int | None = None, smaller: int | None = None,
+                          header_contains: Sequence[tuple[str, str]] = ()) -> list[int]:
         sql, args = _search_sql(mailbox_id, max_uid, with_flags, without_flags, since, before,
-                                larger, smaller)
+                                larger, smaller, header_contains)
         return await self._read(lambda c: [r[0] for r in c.execute(sql, args)])
 
     async def fetch_messages(self, mailbox_id: int, uids: UidRanges,
@@ -110,24 +115,36 @@ def _read_piece(root: str, digest: str, offset: int, length: int) -> bytes:
 
 def _search_sql(mailbox_id: int, max_uid: int, with_flags: Sequence[str],
                 without_flags: Sequence[str], since: int | None, before: int | None,
-                larger: int | None, smaller: int | None) -> tuple[str, list[object]]:
+                larger: int | None, smaller: int | None,
+                header_contains: Sequence[tuple[str, str]] = ()) -> tuple[str, list[object]]:
+    # With header keys the blob's row is joined, and the messages' columns are named
+    # through their table (blobs has a size of its own).
+    m = "m." if header_contains else ""
     set_bits, set_kw = split_flags(with_flags)
     clear_bits, clear_kw = split_flags(without_flags)
-    where = ["mailbox_id = ?", "uid <= ?"]
+    where = [f"{m}mailbox_id = ?", f"{m}uid <= ?"]
     args: list[object] = [mailbox_id, max_uid]
     if clear_bits & _SEEN_BIT:
-        where.append("(flags & 1) = 0")
+        where.append(f"({m}flags & 1) = 0")
         clear_bits &= ~_SEEN_BIT
     if set_bits or clear_bits:
-        where.append("(flags & ?) = ?")
+        where.append(f"({m}flags & ?) = ?")
         args += [set_bits | clear_bits, set_bits]
     for kw, present in [(k, True) for k in set_kw] + [(k, False) for k in clear_kw]:
         # Keywords are stored space-separated; atoms hold no space (RFC 9051 §9).
-        where.append(f"instr(' ' || lower(keywords) || ' ', ?) {'>' if present else '='} 0")
+        where.append(f"instr(' ' || lower({m}keywords) || ' ', ?) {'>' if present else '='} 0")
         args.append(f" {kw.lower()} ")
-    for cond, value in (("internaldate >= ?", since), ("internaldate < ?", before),
-                        ("size > ?", larger), ("size < ?", smaller)):
+    for cond, value in ((f"{m}internaldate >= ?", since), (f"{m}internaldate < ?", before),
+                        (f"{m}size > ?", larger), (f"{m}size < ?", smaller)):
         if value is not None:
             where.append(cond)
             args.append(value)
-    return "SELECT uid FROM messages WHERE " + " AND ".join(where) + " ORDER BY uid", args
+    if not header_contains:
+        return "SELECT uid FROM messages WHERE " + " AND ".join(where) + " ORDER BY uid", args
+    for field, needle in header_contains:
+        if field not in _SEARCH_COLUMN or not needle or "\n" in needle:
+            raise ValueError(f"not a header search this store answers: {field!r} {needle!r}")
+        where.append(f"instr(b.{_SEARCH_COLUMN[field]}, ?) > 0")
+        args.append(needle)
+    return ("SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE "
+            + " AND ".join(where) + " ORDER BY m.uid", args)

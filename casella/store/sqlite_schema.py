@@ -1,8 +1,9 @@
 """The SQLite schema and its migrations.
 
-Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`,
-and the connection settings (WAL, synchronous=FULL). Must never: hold data logic; the
-operations live in casella.store.sqlite.
+Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
+(with the one step that must compute data: filling version 5's search columns from the stored
+headers), and the connection settings (WAL, synchronous=FULL). Must never: hold any other data
+logic; the operations live in casella.store.sqlite.
 """
 
 from __future__ import annotations
@@ -209,8 +210,39 @@ CREATE TABLE quota_warnings (
 ) WITHOUT ROWID;
 """
 
+# Version 5 (issue 8): what SEARCH FROM/TO/CC/BCC/SUBJECT compare with, per blob, so that
+# SQLite answers those keys (casella.mail.text.search_values: the field's values decoded,
+# casefolded, joined with LF; "" when absent). Rows stored before it are filled in by
+# `migrate` in the same transaction.
+SCHEMA_V5 = """
+ALTER TABLE blobs ADD COLUMN search_from TEXT;
+ALTER TABLE blobs ADD COLUMN search_to TEXT;
+ALTER TABLE blobs ADD COLUMN search_cc TEXT;
+ALTER TABLE blobs ADD COLUMN search_bcc TEXT;
+ALTER TABLE blobs ADD COLUMN search_subject TEXT
+"""
+
+#: The columns of SCHEMA_V5, in the order of casella.mail.text.SEARCH_FIELDS.
+SEARCH_COLUMNS = ("search_from", "search_to", "search_cc", "search_bcc", "search_subject")
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
+
+
+def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:
+    """Work out the SCHEMA_V5 columns of the blobs stored before it, from their headers."""
+    from casella.mail.text import search_values
+
+    sets = ", ".join(f"{c} = ?" for c in SEARCH_COLUMNS)
+    last = 0
+    while True:
+        rows = conn.execute("SELECT id, header FROM blobs WHERE id > ? ORDER BY id LIMIT ?",
+                            (last, batch)).fetchall()
+        if not rows:
+            return
+        conn.executemany(f"UPDATE blobs SET {sets} WHERE id = ?",
+                         [(*search_values(bytes(header)), blob_id) for blob_id, header in rows])
+        last = rows[-1][0]
 
 
 def configure(conn: sqlite3.Connection, writer: bool) -> None:
@@ -237,6 +269,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if MIGRATIONS[step] is SCHEMA_V5:
+                _fill_search_columns(conn)
         conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
         conn.execute("COMMIT")
     except BaseException:

@@ -218,6 +218,38 @@ async def test_rename_inbox_moves_messages_and_leaves_inbox_empty(store: Store) 
 
 # --- messages -------------------------------------------------------------------------------
 
+async def test_search_uids_by_header_field(store: Store) -> None:
+    """search_uids answers FROM/TO/CC/BCC/SUBJECT from the values worked out at delivery:
+    decoded, casefolded, every occurrence of the field."""
+    acct = await account(store)
+    mb = await inbox(store, acct.id)
+    uids = await append(
+        store, mb.id, message(1, subject="Invoice 42"),
+        message(2, subject="=?utf-8?q?Gr=C3=BC=C3=9Fe?= from home"),
+        b"To: Bob <bob@example.test>\r\nSubject: one\r\nSubject: second INVOICE\r\n"
+        b"Cc: carol@example.org\r\n\r\nbody\r\n")
+    seen = await append(store, mb.id, message(4, subject="seen invoice"), flags=["\\Seen"])
+    top = seen[-1]
+
+    async def search(*pairs: tuple[str, str], **kw: object) -> list[int]:
+        return await store.search_uids(mb.id, top, header_contains=pairs, **kw)
+
+    assert await search(("subject", "invoice")) == [uids[0], uids[2], seen[0]]
+    assert await search(("subject", "invoice"), with_flags=["\\Seen"]) == [seen[0]]
+    assert await search(("subject", "grüsse")) == [uids[1]]          # "Grüße" casefolded
+    assert await search(("from", "sender@example.org")) == [*uids[:2], seen[0]]
+    assert await search(("to", "bob@")) == [uids[2]]
+    assert await search(("cc", "carol")) == [uids[2]]
+    assert await search(("bcc", "x")) == []
+    assert await search(("subject", "invoice"), ("to", "alice")) == [uids[0], seen[0]]
+    assert await search(("subject", "invoice"), larger=1000) == []
+    assert await store.search_uids(mb.id, uids[1], header_contains=[("subject", "invoice")]) \
+        == [uids[0]]
+    for bad in [("x-priority", "1"), ("subject", ""), ("subject", "a\nb")]:
+        with pytest.raises(ValueError):
+            await search(bad)
+
+
 async def test_append_uids_modseq_counters_and_quota(store: Store) -> None:
     acct = await account(store)
     box = await inbox(store, acct.id)
