@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    ", ".join(names))
     p.add_argument("--clients", metavar="N[,N]", help="client/connection counts for the "
                    "selected scenarios (SMTP: concurrency; IDLE: connections)")
+    p.add_argument("--sizes", metavar="KB[,KB]", help="message sizes in KB for smtp-ingest "
+                   "(default 1,10,100)")
     p.add_argument("--duration", type=float, default=8.0,
                    help="seconds per timed load case (default 8)")
     p.add_argument("--quick", action="store_true", help="smoke run: ~1 s per case, small "
@@ -291,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     mods = select(args.only)
     soft, hard = raise_nofile()
     clients = [int(x) for x in args.clients.split(",")] if args.clients else None
-    ctx = Context(quick=args.quick, duration=args.duration, clients=clients, log=_log)
+    sizes = [int(x) * 1024 for x in args.sizes.split(",")] if args.sizes else None
+    ctx = Context(quick=args.quick, duration=args.duration, clients=clients, sizes=sizes,
+                  log=_log)
     started = time.monotonic()
     meta: dict[str, Any] = {
         "started": report.now_utc(), "mode": "quick" if args.quick else "full",

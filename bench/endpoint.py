@@ -81,6 +81,7 @@ class Context:
     quick: bool = False
     duration: float = 8.0             # seconds per timed load case
     clients: list[int] | None = None  # --clients override for the selected scenarios
+    sizes: list[int] | None = None    # --sizes override for smtp-ingest (bytes)
     log: Callable[[str], None] = print
     smtp_source: str | None = None    # path of Postfix's smtp-source, when installed
 

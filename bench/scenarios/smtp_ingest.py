@@ -38,7 +38,7 @@ def needs(plan: Plan, ctx: Context) -> None:
 
 
 def cases(ctx: Context) -> list[Case]:
-    sizes = [10240] if ctx.quick else [1024, 10240, 102400]
+    sizes = ctx.sizes or ([10240] if ctx.quick else [1024, 10240, 102400])
     concs = ctx.clients or ([20] if ctx.quick else [1, 20, 100])
     return [Case(f"{s // 1024} KB, {c} conn", {"size": s, "conc": c})
             for s in sizes for c in concs]
