@@ -85,6 +85,10 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._lost_exc: BaseException | None = None
         self._read_waiter: asyncio.Future[None] | None = None
+        self._wait_deadline: float | None = None   # of the read now waiting (loop time)
+        self._wait_slow_line = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
         self._paused_reading = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -141,6 +145,7 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()    # a pending timer would keep this connection alive until then
         self._eof = True
         self._lost_exc = exc
         self._wake()
@@ -199,20 +204,46 @@ class Connection(asyncio.Protocol):
         waiter = self.loop.create_future()
         self._read_waiter = waiter
         try:
-            if deadline is None:
-                await waiter
-            else:
-                remaining = deadline - self.loop.time()
-                if remaining <= 0:
+            if deadline is not None:
+                if deadline <= self.loop.time():
                     raise LineTimeout() if slow_line else ReadTimeout()
-                async with asyncio.timeout(remaining):
-                    await waiter
-        except TimeoutError:
-            raise (LineTimeout() if slow_line else ReadTimeout()) from None
+                self._wait_deadline = deadline
+                self._wait_slow_line = slow_line
+                self._arm_timer(deadline)
+            await waiter
         finally:
             self._read_waiter = None
+            self._wait_deadline = None
         if self._shutdown and not self._buf:
             raise ServerShutdown()
+
+    # One timer per connection, re-armed lazily, rather than a timeout context per read: a
+    # deadline usually moves later with each command, so the timer that is already set (for
+    # an earlier one) is kept, and when it fires it only sets itself again for the deadline
+    # of the read then waiting. A read that waits costs no timer handle of its own.
+
+    def _arm_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._timer_when <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer_when = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter, deadline = self._read_waiter, self._wait_deadline
+        if waiter is None or deadline is None or waiter.done():
+            return
+        if self.loop.time() >= deadline:
+            waiter.set_exception(LineTimeout() if self._wait_slow_line else ReadTimeout())
+        else:
+            self._arm_timer(deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else self.loop.time() + timeout

@@ -12,6 +12,7 @@ reverse path (PROMISES M6).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -91,6 +92,13 @@ def _ip_literal(ip: str) -> str:
     return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
 
 
+@functools.lru_cache(maxsize=4)
+def _received_date(when: datetime) -> str:
+    """The RFC 5322 date of a Received field; a busy MX stamps many messages in one second
+    (received_at is taken to the second for this reason)."""
+    return format_datetime(when)
+
+
 def trace_headers(hostname: str, env: Envelope, return_path: bool) -> bytes:
     """Return-Path (final delivery only, RFC 5321 §4.4) and Received, folded, CRLF ended.
     Everything in them comes from parsed paths and our own state, none of which can hold CR
@@ -102,7 +110,7 @@ def trace_headers(hostname: str, env: Envelope, return_path: bool) -> bytes:
     if env.account is not None:
         lines.append(f"\t(Authenticated sender: {env.account.address})")
     lines.append(f"\tby {hostname} (casella) with {env.protocol} id {env.id}")
-    when = format_datetime(env.received_at)
+    when = _received_date(env.received_at)
     if len(env.recipients) == 1:
         # Only for a single recipient: naming one of several would leak the others' Bcc and
         # make the header differ per recipient, so the body could not be stored once.

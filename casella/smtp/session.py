@@ -448,7 +448,7 @@ class Session:
             return proto.DATA_AFTER_BDAT
         if not tx.recipients:
             return proto.NO_VALID_RECIPIENTS   # RFC 2920 §3.1 / RFC 5321 §3.3
-        tx.received_at = datetime.now(UTC)
+        tx.received_at = datetime.now(UTC).replace(microsecond=0)
         sink = MessageSink(self.app.store, self.hostname, tx)
         scanner = DataScanner(self.max_size)
         deadline = self.conn.loop.time() + self.limits.data_timeout
@@ -526,7 +526,7 @@ class Session:
             await self._discard(cmd.size)
             return refusal or proto.BAD_SEQUENCE
         if self.chunking is None:
-            tx.received_at = datetime.now(UTC)
+            tx.received_at = datetime.now(UTC).replace(microsecond=0)
             sink = MessageSink(self.app.store, self.hostname, tx)
             self.chunking = _Chunking(BdatScanner(self.max_size), sink,
                                       self.conn.loop.time() + self.limits.data_timeout)
