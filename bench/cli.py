@@ -351,4 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                                         indent=1, default=str))
     if args.markdown:
         args.markdown.write_text(report.markdown_report(results, labels, meta))
-    return 0 if results and all(r.ok for r in results) else 1
+    # A peer's failed case (say Dovecot not reaching every IDLE client) is its result, shown
+    # with '!' and a note; the exit status says whether casella's own cases all held.
+    ours = [r for r in results if r.server not in ("dovecot", "postfix")]
+    return 0 if ours and all(r.ok for r in ours) else 1
