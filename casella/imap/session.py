@@ -102,7 +102,6 @@ class Session:
         self.subscription: Subscription | None = None
         self.notifier: Notifier | None = None
         self.saved_search: list[int] = []       # `$` (RFC 5182), as UIDs
-        self.quota_limited = True               # as of the last APPEND's quota check
         self.bad_commands = 0
         self.idle_commands = 0                  # commands in a row that changed nothing
         self.auth_failures = 0
@@ -476,8 +475,6 @@ class Session:
         acct = await self.store.get_account_by_id(self.account.id)
         if acct is None:
             raise Bye("The account no longer exists")
-        # Warnings (quotawarn) need looking for only when the account has a quota.
-        self.quota_limited = bool(acct.quota_bytes or acct.quota_messages)
         if acct.quota_bytes and acct.used_bytes + size > acct.quota_bytes:
             return ("NO", "OVERQUOTA", "The mailbox is full (quota exceeded)")
         if acct.quota_messages and acct.used_messages + 1 > acct.quota_messages:

@@ -268,14 +268,10 @@ async def commit(store: Store, hostname: str, env: Envelope,
          for address, r in remote.items()],
         env.account.id if env.account else None, env.mail.envid, env.mail.ret)
     delivered = [o for o in outcomes if o.error is None]
-    # Quota warnings (issue 9): one message per 80 % / 95 % crossing, decided by the store.
-    # Only an account with a quota can cross one; asking the store about the others would
-    # cost every delivery a round trip for nothing. (A quota set since RCPT is noticed at
-    # the account's next delivery: the store keeps the crossing until it is taken.)
-    limited = {loc.target.account.id for loc in locals_.values()
-               if loc.target.account.quota_bytes > 0 or loc.target.account.quota_messages > 0}
+    # Quota warnings (issue 9): one message per 80 % / 95 % crossing, decided by the store,
+    # which says in each outcome whether one waits (so a delivery costs no extra round trip).
     await send_quota_warnings(store, hostname, [o.target.account_id for o in delivered
-                                                if o.target.account_id in limited])
+                                                if o.quota_warning])
     failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
     if outcomes and not delivered and not remote:
         assert failed[0][1].error is not None

@@ -174,6 +174,7 @@ class AppendResult:
     uids: tuple[int, ...]
     highestmodseq: int
     recent: tuple[int, int] | None = None   # the \Recent claim, when asked for (Store.append)
+    quota_warning: bool = False             # a quota warning waits for the account (take it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ class DeliveryOutcome:
     mailbox_id: int | None = None
     uid: int | None = None
     error: Exception | None = None   # QuotaExceeded, NotFound …; None on success
+    quota_warning: bool = False      # a quota warning waits for the account (take it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -516,6 +516,16 @@ class SQLiteBase:
         return mb
 
     @staticmethod
+    def _quota_warning_waits(cur: sqlite3.Connection, acct: Account) -> bool:
+        """Whether a quota warning waits to be taken for this account (one with a quota):
+        answered inside the transaction that added mail, so that the caller need not ask the
+        store again after every delivery."""
+        if acct.quota_bytes <= 0 and acct.quota_messages <= 0:
+            return False
+        return cur.execute("SELECT 1 FROM quota_warnings WHERE account_id = ? LIMIT 1",
+                           (acct.id,)).fetchone() is not None
+
+    @staticmethod
     def _account_row(cur: sqlite3.Connection, account_id: int) -> Account:
         row = cur.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?",
                           (account_id,)).fetchone()

@@ -331,7 +331,8 @@ class MailOps(SQLiteBase):
                 recent = (mb.first_recent_uid, uids[-1] + 1)
                 cur.execute("UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
                             (uids[-1] + 1, mb.id))
-            return AppendResult(mb.uidvalidity, uids, mb.highestmodseq + 1, recent)
+            return AppendResult(mb.uidvalidity, uids, mb.highestmodseq + 1, recent,
+                                self._quota_warning_waits(cur, acct))
         return await self._write(op)
 
     async def deliver(self, blob: StagedBlob,
@@ -365,7 +366,8 @@ class MailOps(SQLiteBase):
                 (uid,) = self._insert_messages(
                     txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)])
                 cur.execute("RELEASE target")
-                outcomes.append(DeliveryOutcome(target, mb.id, uid))
+                outcomes.append(DeliveryOutcome(target, mb.id, uid,
+                                                quota_warning=self._quota_warning_waits(cur, acct)))
             except (UserError, NotFound) as exc:
                 cur.execute("ROLLBACK TO target")
                 cur.execute("RELEASE target")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from casella.store.base import Store
-from casella.store.model import DeliveryTarget
+from casella.store.model import AppendItem, DeliveryTarget
 from casella.store.sqlite_imapext import thread_keys
 from tests.store.test_contract import account, append, inbox
 
@@ -101,6 +101,34 @@ async def test_quota_warnings_once_per_crossing(store: Store) -> None:
     assert await store.take_quota_warnings(alice.id) == []
     await append(store, box.id, mail("m3@x", body="e" * 7_200))
     assert await store.take_quota_warnings(alice.id) == [80, 95]
+
+
+async def test_results_say_when_a_quota_warning_waits(store: Store) -> None:
+    """APPEND's result and each delivery outcome say whether a warning waits, so callers ask
+    for it only then."""
+    alice = await account(store, quota=10_000)
+    bob = await account(store, "bob@example.test")          # no quota: never a warning
+    box = await inbox(store, alice.id)
+    staged = await store.blobs.stage(mail("a@x", body="a" * 7_000))
+    try:
+        result = await store.append(box.id, [AppendItem(staged, ())])
+    finally:
+        staged.discard()
+    assert not result.quota_warning                          # ~71 %
+    staged = await store.blobs.stage(mail("b@x", body="b" * 1_000))
+    try:
+        outcomes = await store.deliver(staged, [DeliveryTarget(alice.id),
+                                                DeliveryTarget(bob.id)])
+    finally:
+        staged.discard()
+    assert [o.quota_warning for o in outcomes] == [True, False]   # alice crossed 80 %
+    assert await store.take_quota_warnings(alice.id) == [80]
+    staged = await store.blobs.stage(mail("c@x", body="c" * 10))
+    try:
+        (outcome,) = await store.deliver(staged, [DeliveryTarget(alice.id)])
+    finally:
+        staged.discard()
+    assert not outcome.quota_warning                           # taken already
 
 
 async def test_quota_warning_not_given_for_a_move_inside_the_account(store: Store) -> None:

@@ -98,8 +98,7 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Done:
     else:
         await s.absorb_own(mailbox_id)
     assert s.account is not None
-    if s.quota_limited:
-        # Only an account with a quota can cross a warning threshold.
+    if result.quota_warning:
         await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
     return Done("APPEND completed",
                 f"APPENDUID {result.uidvalidity} {seqset.compress(result.uids).decode()}")
