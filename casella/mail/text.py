@@ -107,20 +107,23 @@ def decode_words(value: str | bytes) -> str:
     return "".join(out)
 
 
+def _value_text(raw: bytes) -> str:
+    """A field's value as SEARCH and the header readers see it: unfolded, RFC 2047 decoded,
+    stripped."""
+    return decode_words(field_value(raw)).strip()
+
+
 def header_values(header: bytes, name: str) -> list[str]:
     """All values of the header field ``name`` (case-insensitive), unfolded, RFC 2047
     decoded, stripped, in order."""
     want = name.lower().encode("latin-1", "replace")
-    return [
-        decode_words(field_value(raw)).strip()
-        for fname, raw in split_fields(header)
-        if fname.lower() == want
-    ]
+    return [_value_text(raw) for fname, raw in split_fields(header) if fname.lower() == want]
 
 
 #: The header fields SEARCH names as keys of their own (RFC 9051 §6.4.4), in the order of
 #: `search_values`.
 SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject")
+_SEARCH_NAMES = tuple(name.encode() for name in SEARCH_FIELDS)
 
 
 def search_values(header: bytes) -> tuple[str, ...]:
@@ -129,13 +132,11 @@ def search_values(header: bytes) -> tuple[str, ...]:
     when the message is stored. A needle without LF is in the joined text exactly when it is
     in one of the values. "" when the field is absent."""
     found: dict[bytes, list[str]] = {}
-    wanted = {name.encode(): name for name in SEARCH_FIELDS}
     for fname, raw in split_fields(header):
         lname = fname.lower()
-        if lname in wanted:
-            found.setdefault(lname, []).append(
-                decode_words(field_value(raw)).strip().casefold())
-    return tuple("\n".join(found.get(name.encode(), ())) for name in SEARCH_FIELDS)
+        if lname in _SEARCH_NAMES:
+            found.setdefault(lname, []).append(_value_text(raw).casefold())
+    return tuple("\n".join(found.get(name, ())) for name in _SEARCH_NAMES)
 
 
 def decoded_headers(header: bytes) -> str:

@@ -516,14 +516,19 @@ class SQLiteBase:
         return mb
 
     @staticmethod
-    def _quota_warning_waits(cur: sqlite3.Connection, acct: Account) -> bool:
-        """Whether a quota warning waits to be taken for this account (one with a quota):
+    def _warning_waits(cur: sqlite3.Connection, account_id: int) -> bool:
+        """Whether a quota warning waits to be taken for this account."""
+        return cur.execute("SELECT 1 FROM quota_warnings WHERE account_id = ? LIMIT 1",
+                           (account_id,)).fetchone() is not None
+
+    @classmethod
+    def _quota_warning_waits(cls, cur: sqlite3.Connection, acct: Account) -> bool:
+        """`_warning_waits` for an account that has a quota (no other can cross a threshold),
         answered inside the transaction that added mail, so that the caller need not ask the
         store again after every delivery."""
         if acct.quota_bytes <= 0 and acct.quota_messages <= 0:
             return False
-        return cur.execute("SELECT 1 FROM quota_warnings WHERE account_id = ? LIMIT 1",
-                           (acct.id,)).fetchone() is not None
+        return cls._warning_waits(cur, acct.id)
 
     @staticmethod
     def _account_row(cur: sqlite3.Connection, account_id: int) -> Account:

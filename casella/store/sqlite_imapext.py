@@ -118,12 +118,8 @@ class ImapExtOps(SQLiteBase):
             # before it removes) or by an expunge since is not worth a warning any more.
             return [t for t in pending if level >= t]
 
-        async def check() -> bool:
-            return await self._read(lambda c: c.execute(
-                "SELECT 1 FROM quota_warnings WHERE account_id = ? LIMIT 1",
-                (account_id,)).fetchone() is not None)
         # Most calls find nothing: ask a reader first so the writer is not queued for nothing.
-        if not await check():
+        if not await self._read(lambda c: self._warning_waits(c, account_id)):
             return []
         return await self._write(op)
 
