@@ -118,6 +118,10 @@ class _Txn:
     events: list[tuple[int, int, int]] = field(default_factory=list)
     released_blobs: bool = False
     staged: list[StagedBlob] = field(default_factory=list)  # referenced by this job
+    # blob id -> (digest, header) of the bodies this job referenced, so that the insert hook
+    # need not read back what the caller had in hand.
+    known_blobs: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    quota_crossed: set[int] = field(default_factory=set)  # accounts that crossed a warning
 
 
 @dataclass
@@ -474,25 +478,31 @@ class SQLiteBase:
 
     def _blob_ref(self, txn: _Txn, staged: StagedBlob, count: int = 1) -> int:
         """Reference a staged body: publish its file if this digest is new (or was collected),
-        add `count` references, return the blob id."""
+        add `count` references, return the blob id. New content, the common case, costs one
+        statement: every statement hands the GIL to the event loop and back while this
+        process holds the write lock that every worker waits for."""
         cur = txn.cur
         txn.staged.append(staged)
-        row = cur.execute("SELECT id, refcount FROM blobs WHERE digest = ?",
-                          (staged.digest,)).fetchone()
-        if row is not None:
-            if row[1] == 0 or not self.blobs.exists(staged.digest):
-                self.blobs.publish(staged, txn.dirs)
-            cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?", (count, row[0]))
-            return int(row[0])
-        self.blobs.publish(staged, txn.dirs)
         p = staged.parsed
         cursor = cur.execute(
             "INSERT INTO blobs (digest, size, refcount, header, envelope, bodystructure, body, "
             "parts, preview, search_from, search_to, search_cc, search_bcc, search_subject) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING",
             (staged.digest, staged.size, count, p.header, p.envelope, p.bodystructure, p.body,
              p.parts, p.preview, *p.search))
-        return int(cursor.lastrowid or 0)
+        if cursor.rowcount == 1:
+            blob_id = int(cursor.lastrowid or 0)
+            self.blobs.publish(staged, txn.dirs)
+        else:
+            row = cur.execute("SELECT id, refcount FROM blobs WHERE digest = ?",
+                              (staged.digest,)).fetchone()
+            blob_id = int(row[0])
+            if row[1] == 0 or not self.blobs.exists(staged.digest):
+                self.blobs.publish(staged, txn.dirs)
+            cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?",
+                        (count, blob_id))
+        txn.known_blobs[blob_id] = (staged.digest, p.header)
+        return blob_id
 
     @staticmethod
     def _release_blobs(txn: _Txn, blob_counts: dict[int, int]) -> None:
@@ -569,9 +579,11 @@ class SQLiteBase:
                         "used_bytes = used_bytes + ? WHERE id = ?", (messages, size, account_id))
 
     def _insert_messages(self, txn: _Txn, mb: Mailbox,
-                         rows: Sequence[tuple[int, str, int, int, int, int]]) -> tuple[int, ...]:
+                         rows: Sequence[tuple[int, str, int, int, int, int]],
+                         acct: Account | None = None) -> tuple[int, ...]:
         """Insert (flags, keywords, internaldate, savedate, size, blob_id) rows with new UIDs
-        and one new MODSEQ; update counters; queue the change event."""
+        and one new MODSEQ; update counters; queue the change event. `acct` is the mailbox's
+        account as the caller read it in this transaction, when it did."""
         modseq = mb.highestmodseq + 1
         uid = mb.uidnext
         uids = tuple(range(uid, uid + len(rows)))
@@ -586,7 +598,7 @@ class SQLiteBase:
                      deleted=deleted, size=size, uidnext=uid + len(rows), modseq=modseq)
         # IMAP extensions (sqlite_imapext.py): THREADID and quota-warning crossings, decided in
         # this same transaction.
-        self._imapext_inserted(txn, mb, uids, rows)  # type: ignore[attr-defined]
+        self._imapext_inserted(txn, mb, uids, rows, acct)  # type: ignore[attr-defined]
         txn.events.append((mb.account_id, mb.id, modseq))
         return uids
 

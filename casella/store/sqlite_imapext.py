@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from casella.store.base import Store, UidRanges
-from casella.store.model import Mailbox, MessageIds
+from casella.store.model import Account, Mailbox, MessageIds
 from casella.store.sqlite_base import SQLiteBase, _in_ranges, _now, _Txn
 
 _MSGID = re.compile(rb"<([^<>\s]{1,250})>")
@@ -126,34 +126,56 @@ class ImapExtOps(SQLiteBase):
     # --- the insert hook (writer thread) -----------------------------------------------------
 
     def _imapext_inserted(self, txn: _Txn, mb: Mailbox, uids: Sequence[int],
-                          rows: Sequence[tuple[int, str, int, int, int, int]]) -> None:
+                          rows: Sequence[tuple[int, str, int, int, int, int]],
+                          acct: Account | None = None) -> None:
         """Called by `_insert_messages` for the rows it just inserted (flags, keywords,
         internaldate, savedate, size, blob_id): threads, then quota-warning crossings. Nothing
         is written per message: a thread belongs to a content (digest) in an account, so a copy
-        or a message delivered to many folders costs one lookup."""
+        or a message delivered to many folders costs one lookup. `acct`, when the caller read
+        it, spares the quota lookup for an account without a quota."""
         for blob_id in dict.fromkeys(r[5] for r in rows):
-            self._thread_for_blob(txn.cur, mb.account_id, blob_id)
-        self._note_quota_crossing(txn.cur, mb.account_id, sum(r[4] for r in rows), len(rows))
+            self._thread_for_blob(txn.cur, mb.account_id, blob_id, txn.known_blobs.get(blob_id))
+        if acct is not None and acct.quota_bytes <= 0 and acct.quota_messages <= 0:
+            return
+        if self._note_quota_crossing(txn.cur, mb.account_id, sum(r[4] for r in rows),
+                                     len(rows), acct):
+            txn.quota_crossed.add(mb.account_id)
 
-    def _thread_for_blob(self, cur: sqlite3.Connection, account: int, blob_id: int) -> int:
-        row = cur.execute("SELECT b.digest, t.thread_id FROM blobs b LEFT JOIN blob_threads t "
-                          "ON t.account_id = ? AND t.digest = b.digest WHERE b.id = ?",
-                          (account, blob_id)).fetchone()
-        if row is None:
-            return 0
-        digest = row[0]
-        if row[1] is not None:
-            return int(row[1])
-        header = bytes(cur.execute("SELECT header FROM blobs WHERE id = ?",
-                                   (blob_id,)).fetchone()[0])
+    def _thread_for_blob(self, cur: sqlite3.Connection, account: int, blob_id: int,
+                         known: tuple[str, bytes] | None = None) -> int:
+        """The content's thread in the account, given one if it has none yet. `known` is the
+        blob's (digest, header) when the caller has them (a delivery or an APPEND), which
+        saves reading them back; the lookups are then one statement."""
+        if known is None:
+            row = cur.execute("SELECT b.digest, t.thread_id FROM blobs b LEFT JOIN blob_threads t "
+                              "ON t.account_id = ? AND t.digest = b.digest WHERE b.id = ?",
+                              (account, blob_id)).fetchone()
+            if row is None:
+                return 0
+            if row[1] is not None:
+                return int(row[1])
+            digest = row[0]
+            header = bytes(cur.execute("SELECT header FROM blobs WHERE id = ?",
+                                       (blob_id,)).fetchone()[0])
+        else:
+            digest, header = known
         msgid, refs = thread_keys(header)
         # Without a Message-ID the content stands in, so copies still share a thread.
-        own = msgid or f"blob:{digest}"
-        keys = [own] + refs
+        keys = [msgid or f"blob:{digest}"] + refs
         marks = ",".join("?" * len(keys))
-        found = cur.execute(f"SELECT min(thread_id) FROM thread_keys WHERE account_id = ? "
-                            f"AND key IN ({marks})", (account, *keys)).fetchone()[0]
-        thread = int(found) if found else self._next_thread_id(cur)
+        existing, found, counter = cur.execute(
+            "SELECT (SELECT thread_id FROM blob_threads WHERE account_id = ? AND digest = ?), "
+            f"(SELECT min(thread_id) FROM thread_keys WHERE account_id = ? AND key IN ({marks})), "
+            "(SELECT value FROM meta WHERE key = 'threadid')",
+            (account, digest, account, *keys)).fetchone()
+        if existing is not None:
+            return int(existing)      # this content came to the account before
+        if found:
+            thread = int(found)
+        else:
+            thread = int(counter or 0) + 1
+            cur.execute("INSERT INTO meta (key, value) VALUES ('threadid', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (thread,))
         cur.executemany("INSERT OR IGNORE INTO thread_keys (account_id, key, thread_id) "
                         "VALUES (?, ?, ?)", [(account, k, thread) for k in keys])
         cur.execute("INSERT OR REPLACE INTO blob_threads (account_id, digest, thread_id) "
@@ -161,21 +183,23 @@ class ImapExtOps(SQLiteBase):
         return thread
 
     @staticmethod
-    def _next_thread_id(cur: sqlite3.Connection) -> int:
-        row = cur.execute("SELECT value FROM meta WHERE key = 'threadid'").fetchone()
-        value = (row[0] if row else 0) + 1
-        cur.execute("INSERT INTO meta (key, value) VALUES ('threadid', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (value,))
-        return int(value)
-
-    @staticmethod
     def _note_quota_crossing(cur: sqlite3.Connection, account_id: int, added_bytes: int,
-                             added_messages: int) -> None:
-        row = cur.execute("SELECT used_bytes, used_messages, quota_bytes, quota_messages "
-                          "FROM accounts WHERE id = ?", (account_id,)).fetchone()
-        if row is None or (row[2] <= 0 and row[3] <= 0):
-            return
-        used_bytes, used_messages, quota_bytes, quota_messages = row
+                             added_messages: int, acct: Account | None = None) -> bool:
+        """Record the warning thresholds this addition crossed upwards; whether it crossed
+        any. `acct` is the account as read in this transaction *before* the addition, which
+        spares reading it again."""
+        if acct is not None:
+            used_bytes = acct.used_bytes + added_bytes
+            used_messages = acct.used_messages + added_messages
+            quota_bytes, quota_messages = acct.quota_bytes, acct.quota_messages
+        else:
+            row = cur.execute("SELECT used_bytes, used_messages, quota_bytes, quota_messages "
+                              "FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if row is None:
+                return False
+            used_bytes, used_messages, quota_bytes, quota_messages = row
+        if quota_bytes <= 0 and quota_messages <= 0:
+            return False
         after = _level(used_bytes, used_messages, quota_bytes, quota_messages)
         before = _level(used_bytes - added_bytes, used_messages - added_messages, quota_bytes,
                         quota_messages)
@@ -184,3 +208,4 @@ class ImapExtOps(SQLiteBase):
             now = _now()
             cur.executemany("INSERT OR IGNORE INTO quota_warnings (account_id, threshold, at) "
                             "VALUES (?, ?, ?)", [(account_id, t, now) for t in crossed])
+        return bool(crossed)

@@ -40,17 +40,24 @@ from casella.store.names import (
     parent_names,
 )
 from casella.store.sqlite_base import (
+    _ACCOUNT_COLS,
     _DELETED_BIT,
     _MAILBOX_COLS,
     _META_COLS,
     _SEEN_BIT,
     SQLiteBase,
+    _account,
     _flags,
     _mailbox,
     _meta,
     _now,
     _Txn,
 )
+
+# The columns of an account joined with one of its mailboxes, for a delivery's one lookup.
+_ACCOUNT_COLS_A = ", ".join("a." + c.strip() for c in _ACCOUNT_COLS.split(","))
+_MAILBOX_COLS_M = ", ".join("m." + c.strip() for c in _MAILBOX_COLS.split(","))
+_N_ACCOUNT_COLS = _ACCOUNT_COLS.count(",") + 1
 
 
 def _all_uids(conn: sqlite3.Connection, mailbox_id: int) -> list[int]:
@@ -337,7 +344,7 @@ class MailOps(SQLiteBase):
                 rows.append((bits, " ".join(keywords), item.internaldate or now, now,
                              item.blob.size, blob_id))
             self._register_keywords(cur, mb.id, sorted(all_keywords))
-            uids = self._insert_messages(txn, mb, rows)
+            uids = self._insert_messages(txn, mb, rows, acct)
             recent = None
             if claim_recent:
                 # As claim_recent does, with the new messages' UIDs already given out.
@@ -354,38 +361,48 @@ class MailOps(SQLiteBase):
 
     def _deliver_txn(self, txn: _Txn, blob: StagedBlob,
                      targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
-        """The body of `deliver` inside a write job: each target in its own savepoint."""
+        """The body of `deliver` inside a write job. A target that fails (no account, no
+        mailbox, over quota) fails before anything is written for it, so it needs no
+        savepoint of its own: the statements are few because each one hands the GIL to the
+        event loop and back while every worker waits for this write lock."""
         cur = txn.cur
         outcomes: list[DeliveryOutcome] = []
         now = _now()
         for target in targets:
-            cur.execute("SAVEPOINT target")
-            events_before = len(txn.events)
             try:
-                acct = self._account_row(cur, target.account_id)
-                mb = None
                 try:
-                    mb = self._find_mailbox(cur, acct.id, normalize_mailbox_name(target.mailbox))
+                    name = normalize_mailbox_name(target.mailbox)
                 except InvalidName:
-                    pass
-                if mb is None or not mb.selectable:
+                    name = "INBOX"
+                # The last column: whether a quota warning already waits to be taken.
+                row = cur.execute(
+                    f"SELECT {_ACCOUNT_COLS_A}, {_MAILBOX_COLS_M}, EXISTS (SELECT 1 FROM "
+                    "quota_warnings w WHERE w.account_id = a.id) FROM accounts a "
+                    "LEFT JOIN mailboxes m ON m.account_id = a.id AND m.name = ? "
+                    "WHERE a.id = ?", (name, target.account_id)).fetchone()
+                if row is None:
+                    raise NotFound("the account does not exist")
+                acct = _account(row[:_N_ACCOUNT_COLS])
+                mb = _mailbox(row[_N_ACCOUNT_COLS:-1]) \
+                    if row[_N_ACCOUNT_COLS] is not None else None
+                warning_waited = bool(row[-1])
+                if (mb is None or not mb.selectable) and name != "INBOX":
                     mb = self._find_mailbox(cur, acct.id, "INBOX")
                 if mb is None:
                     raise MailboxNotFound(f"{acct.address} has no INBOX")
                 self._check_quota(acct, blob.size, 1)
-                bits, keywords = split_flags(target.flags)
-                self._register_keywords(cur, mb.id, keywords)
-                blob_id = self._blob_ref(txn, blob)
-                (uid,) = self._insert_messages(
-                    txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)])
-                cur.execute("RELEASE target")
-                outcomes.append(DeliveryOutcome(target, mb.id, uid,
-                                                quota_warning=self._quota_warning_waits(cur, acct)))
             except (UserError, NotFound) as exc:
-                cur.execute("ROLLBACK TO target")
-                cur.execute("RELEASE target")
-                del txn.events[events_before:]
                 outcomes.append(DeliveryOutcome(target, error=exc))
+                continue
+            bits, keywords = split_flags(target.flags)
+            self._register_keywords(cur, mb.id, keywords)
+            blob_id = self._blob_ref(txn, blob)
+            (uid,) = self._insert_messages(
+                txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)], acct)
+            outcomes.append(DeliveryOutcome(
+                target, mb.id, uid,
+                quota_warning=(acct.quota_bytes > 0 or acct.quota_messages > 0) and (
+                    warning_waited or acct.id in txn.quota_crossed)))
         return outcomes
 
     async def copy(self, src_mailbox_id: int, uids: UidRanges,
