@@ -6,8 +6,10 @@ messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
 (threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
-transaction, each job in its own SAVEPOINT; reads run on a pool of reader threads. Must never:
-run SQL on the event loop thread, or report success before COMMIT.
+transaction, each job in its own SAVEPOINT; the statements of a batch of small deliveries run
+on the event loop thread meanwhile (sqlite_base._LoopHandoff says why); reads run on a pool of
+reader threads. Must never: run other SQL, an fsync or a COMMIT on the event loop thread, or
+report success before COMMIT.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from casella.store.base import Store
 from casella.store.blobs import StagedBlob
 from casella.store.model import DeliveryOutcome, DeliveryTarget, QueueRecipient
 from casella.store.sqlite_auth import AuthOps
-from casella.store.sqlite_base import _Txn
+from casella.store.sqlite_base import _LIGHT_DELIVERY_RECIPIENTS, _Txn
 from casella.store.sqlite_directory import DirectoryOps
 from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
@@ -44,4 +46,6 @@ class SQLiteStore(DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps, I
             queue_id = self._enqueue_txn(txn, queue_blob, sender, recipients, account_id,
                                          envid, ret) if recipients else None
             return outcomes, queue_id
-        return await self._write(op)
+        # A delivery to a few recipients is light (see sqlite_base._LoopHandoff).
+        light = len(targets) + len(recipients) <= _LIGHT_DELIVERY_RECIPIENTS
+        return await self._write(op, light=light)

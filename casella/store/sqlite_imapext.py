@@ -4,9 +4,10 @@ Lives here: EMAILID / THREADID reads (RFC 8474), header-only reads for SORT and 
 expunge log read for QRESYNC, DELETED-STORAGE (RFC 9208), quota warnings, and
 `_imapext_inserted`, which `_insert_messages` calls inside the writing transaction to give each
 new content its thread in the account (blob_threads) and to record quota-warning thresholds
-crossed upwards. Must never: run
-SQL on the event loop thread, parse more of a message than its stored header, or report a
-change before COMMIT.
+crossed upwards (it runs wherever its write batch runs: the writer thread, or the event loop
+thread for a light batch, see sqlite_base._LoopHandoff). Must never: run its reads on the
+event loop thread, parse more of a message than its stored header, or report a change before
+COMMIT.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from casella.store.names import (
 from casella.store.sqlite_base import (
     _ACCOUNT_COLS,
     _DELETED_BIT,
+    _LIGHT_DELIVERY_RECIPIENTS,
     _MAILBOX_COLS,
     _META_COLS,
     _SEEN_BIT,
@@ -357,7 +358,8 @@ class MailOps(SQLiteBase):
 
     async def deliver(self, blob: StagedBlob,
                       targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
-        return await self._write(lambda txn: self._deliver_txn(txn, blob, targets))
+        return await self._write(lambda txn: self._deliver_txn(txn, blob, targets),
+                                 light=len(targets) <= _LIGHT_DELIVERY_RECIPIENTS)
 
     def _deliver_txn(self, txn: _Txn, blob: StagedBlob,
                      targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
