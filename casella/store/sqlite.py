@@ -6,10 +6,11 @@ messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
 (threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
-transaction, each job in its own SAVEPOINT; the statements of a batch of small deliveries run
-on the event loop thread meanwhile (sqlite_base._LoopHandoff says why); reads run on a pool of
-reader threads. Must never: run other SQL, an fsync or a COMMIT on the event loop thread, or
-report success before COMMIT.
+transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
+delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
+meanwhile (sqlite_base._LoopHandoff says why); reads run on a pool of reader threads.
+Must never: run other SQL, an fsync or a COMMIT on the event loop thread, or report success
+before COMMIT.
 """
 
 from __future__ import annotations

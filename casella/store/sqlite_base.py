@@ -54,8 +54,21 @@ _MAX_BATCH = 128
 # `_LoopHandoff`. The writer takes a batch back if the loop has not started it in this time.
 _LOOP_BATCH_MAX = 32
 _LOOP_HANDOFF_TIMEOUT = 1.0
-# A delivery to at most this many local and remote recipients together is a light job.
+# A delivery to at most this many local and remote recipients together is a light job, and
+# so is a change to at most this many messages named by UID, or an APPEND of this many.
 _LIGHT_DELIVERY_RECIPIENTS = 8
+_LIGHT_UIDS = 64
+_LIGHT_APPENDS = 4
+
+
+def _few_uids(uids: UidRanges) -> bool:
+    """Whether the ranges name at most _LIGHT_UIDS UIDs: few enough for a light job."""
+    total = 0
+    for lo, hi in uids:
+        total += abs(hi - lo) + 1
+        if total > _LIGHT_UIDS:
+            return False
+    return True
 # Blobs released by a write (expunge, delete) are collected in a transaction of their own when
 # no other write is waiting, or once they have waited this long under constant load.
 _GC_MAX_DEFER = 5.0
@@ -149,8 +162,9 @@ class _LoopHandoff:
     statement's own cost (measured: 45 to 200 µs of wall time against 10 to 50 µs of CPU per
     delivery statement under SMTP load), and every worker process waits for this write lock
     meanwhile. On the loop thread nobody competes for the GIL, so a delivery's dozen
-    statements take their CPU time only. Only light jobs come here (a delivery to a few
-    recipients: well under a millisecond); BEGIN, COMMIT and its fsync stay on the writer.
+    statements take their CPU time only. Only light jobs come here, each well under a
+    millisecond: a delivery to a few recipients, an APPEND of a few messages, a flag change or
+    an expunge of a few UIDs; BEGIN, COMMIT and its fsync stay on the writer.
 
     If the loop has not started the batch within `timeout` (it is stopping, or stalled), the
     writer takes it back and runs it itself; the state under `lock` makes sure exactly one of

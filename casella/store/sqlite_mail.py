@@ -42,12 +42,15 @@ from casella.store.names import (
 from casella.store.sqlite_base import (
     _ACCOUNT_COLS,
     _DELETED_BIT,
+    _LIGHT_APPENDS,
     _LIGHT_DELIVERY_RECIPIENTS,
+    _LIGHT_UIDS,
     _MAILBOX_COLS,
     _META_COLS,
     _SEEN_BIT,
     SQLiteBase,
     _account,
+    _few_uids,
     _flags,
     _mailbox,
     _meta,
@@ -321,7 +324,7 @@ class MailOps(SQLiteBase):
                 txn.cur.execute("UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
                                 (mb.uidnext, mailbox_id))
             return mb.first_recent_uid, max(mb.first_recent_uid, mb.uidnext)
-        return await self._write(op)
+        return await self._write(op, light=True)
 
     # --- messages: writes ------------------------------------------------------------------
 
@@ -354,7 +357,7 @@ class MailOps(SQLiteBase):
                             (uids[-1] + 1, mb.id))
             return AppendResult(mb.uidvalidity, uids, mb.highestmodseq + 1, recent,
                                 self._quota_warning_waits(cur, acct))
-        return await self._write(op)
+        return await self._write(op, light=len(items) <= _LIGHT_APPENDS)
 
     async def deliver(self, blob: StagedBlob,
                       targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
@@ -502,7 +505,7 @@ class MailOps(SQLiteBase):
                 txn.events.append((mb.account_id, mailbox_id, modseq))
             return FlagsResult(tuple(changed), tuple(unchanged), tuple(modified),
                                modseq if updates else mb.highestmodseq)
-        return await self._write(op)
+        return await self._write(op, light=_few_uids(uids))
 
     async def expunge(self, mailbox_id: int, uids: UidRanges | None = None) -> ExpungeResult:
         def op(txn: _Txn) -> ExpungeResult:
@@ -519,7 +522,8 @@ class MailOps(SQLiteBase):
                 return ExpungeResult((), mb.highestmodseq)
             modseq = self._remove_rows(txn, mb, rows)
             return ExpungeResult(tuple(r[0] for r in rows), modseq)
-        return await self._write(op)
+        # Without UIDs every \Deleted message of the mailbox is looked for: not light.
+        return await self._write(op, light=uids is not None and _few_uids(uids))
 
     async def remove_messages(self, mailbox_id: int, uids: UidRanges) -> ExpungeResult:
         def op(txn: _Txn) -> ExpungeResult:
@@ -529,7 +533,7 @@ class MailOps(SQLiteBase):
                 return ExpungeResult((), mb.highestmodseq)
             modseq = self._remove_rows(txn, mb, rows)
             return ExpungeResult(tuple(r[0] for r in rows), modseq)
-        return await self._write(op)
+        return await self._write(op, light=_few_uids(uids))
 
     # --- POP3 bookkeeping ------------------------------------------------------------------
 
@@ -546,11 +550,12 @@ class MailOps(SQLiteBase):
             return
         await self._write(lambda t: t.cur.executemany(
             "UPDATE messages SET pop3_retrieved = ? WHERE mailbox_id = ? AND uid = ? "
-            "AND pop3_retrieved IS NULL", [(when, mailbox_id, u) for u in uids]) and None)
+            "AND pop3_retrieved IS NULL", [(when, mailbox_id, u) for u in uids]) and None,
+            light=len(uids) <= _LIGHT_UIDS)
 
     async def pop3_hide(self, mailbox_id: int, uids: Sequence[int]) -> None:
         if not uids:
             return
         await self._write(lambda t: t.cur.executemany(
             "UPDATE messages SET pop3_hidden = 1 WHERE mailbox_id = ? AND uid = ?",
-            [(mailbox_id, u) for u in uids]) and None)
+            [(mailbox_id, u) for u in uids]) and None, light=len(uids) <= _LIGHT_UIDS)

@@ -12,7 +12,7 @@ import pytest
 
 from casella.store.model import DeliveryTarget
 from casella.store.sqlite import SQLiteStore
-from casella.store.sqlite_base import _LoopHandoff
+from casella.store.sqlite_base import _LIGHT_UIDS, _few_uids, _LoopHandoff
 
 
 class Counter:
@@ -137,3 +137,11 @@ async def test_a_stalled_loop_does_not_hold_the_writer(tmp_path: Path) -> None:
         assert len(ran_on) == 1 and ran_on[0] != threading.get_ident()
     finally:
         await store.close()
+
+
+def test_few_uids_counts_every_range_in_either_order() -> None:
+    assert _few_uids([(1, 1)]) and _few_uids([])
+    assert _few_uids([(1, _LIGHT_UIDS)]) and not _few_uids([(1, _LIGHT_UIDS + 1)])
+    assert not _few_uids([(_LIGHT_UIDS + 1, 1)])                  # reversed, as "5:1" is
+    assert not _few_uids([(1, _LIGHT_UIDS // 2), (100, 100 + _LIGHT_UIDS // 2)])
+    assert not _few_uids([(1, 2**32 - 1)])                         # 1:*
