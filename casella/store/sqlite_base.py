@@ -206,6 +206,9 @@ class _LoopHandoff:
             if self._error is not None:
                 raise self._error
             return
+        # Each such wait held every worker's writes up: worth knowing about.
+        log.warning("the event loop did not run a write batch within %.1f s (stalled or "
+                    "stopping); the store's writer thread ran it", timeout)
         self._run()
 
     def _take_back(self) -> None:

@@ -60,12 +60,15 @@ def test_an_error_on_the_loop_reaches_the_writer() -> None:
         stop(loop, thread)
 
 
-def test_a_loop_that_does_not_run_it_in_time_gets_it_taken_back() -> None:
+def test_a_loop_that_does_not_run_it_in_time_gets_it_taken_back(
+        caplog: pytest.LogCaptureFixture) -> None:
     loop = asyncio.new_event_loop()      # never running while the writer waits
     try:
         work = Counter()
-        _LoopHandoff(work).run(loop, timeout=0.05)
+        with caplog.at_level("WARNING", logger="casella.store"):
+            _LoopHandoff(work).run(loop, timeout=0.05)
         assert work.threads == [threading.get_ident()]
+        assert "did not run a write batch" in caplog.text
         # The callback still queued on the loop must not run the batch a second time.
         loop.run_until_complete(asyncio.sleep(0))
         assert work.threads == [threading.get_ident()]
