@@ -263,16 +263,18 @@ class BlobStore:
         if created:
             self.sync_dirs({self.root, self.root.parent})
 
-    def _link(self, src: Path, final: Path) -> None:
-        """os.link, creating the shard directory (durably) if somebody removed it."""
+    def _link(self, src: Path, final: Path) -> bool:
+        """os.link, creating the shard directory if somebody removed it; whether it did (the
+        caller then makes the root's entry durable before it relies on the link)."""
         try:
             os.link(src, final)
+            return False
         except FileNotFoundError:
             if not src.exists():
                 raise
             final.parent.mkdir(exist_ok=True)
-            self.sync_dirs({self.root})
             os.link(src, final)
+            return True
 
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
@@ -306,12 +308,14 @@ class BlobStore:
         `publish` under the lock."""
         final = self.path_for(staged.digest)
         try:
+            dirs = {final.parent}
             try:
-                self._link(staged.tmp_path, final)
+                if self._link(staged.tmp_path, final):
+                    dirs.add(self.root)
             except FileExistsError:
                 pass
             ino = os.stat(final).st_ino
-            self.sync_dirs({final.parent})
+            self.sync_dirs(dirs)
         except (OSError, StorageError):
             return
         staged.early_ino = ino
@@ -335,7 +339,8 @@ class BlobStore:
             if not final.exists():
                 # A hard link, not a rename: the staged file stays valid until discard(), so
                 # one staged body can be published again if a transaction is retried.
-                self._link(staged.tmp_path, final)
+                if self._link(staged.tmp_path, final):
+                    dirs_to_sync.add(self.root)   # synced with the rest before COMMIT
         except FileExistsError:
             pass
         except OSError as exc:

@@ -20,6 +20,9 @@ async def test_shard_directories_exist_from_the_start_and_come_back(tmp_path: Pa
     shutil.rmtree(blobs.path_for(staged.digest).parent)
     dirs: set[Path] = set()
     blobs.publish(staged, dirs)
+    # publish() runs under the write lock, maybe on the event loop: it leaves every fsync,
+    # the root's for the new shard directory too, to the commit phase.
+    assert dirs == {blobs.root, blobs.path_for(staged.digest).parent}
     BlobStore.sync_dirs(dirs)
     assert blobs.path_for(staged.digest).read_bytes() == b"Subject: one\r\n\r\nbody\r\n"
     staged.discard()
