@@ -565,6 +565,12 @@ async def test_deliver_and_enqueue_is_one_transaction(store: Store) -> None:
         queued.discard()  # the queue blob can no longer be published: the whole job fails
         broken = await store.blobs.stage(message(3))
         broken.discard()
+        # discard() removes the temporary file in an I/O thread: wait until it is gone.
+        for _ in range(100):
+            if not broken.tmp_path.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not broken.tmp_path.exists()
         with pytest.raises(Exception):
             await store.deliver_and_enqueue(
                 local, [DeliveryTarget(acct.id)], broken, "alice@example.test",
