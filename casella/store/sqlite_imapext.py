@@ -124,7 +124,7 @@ class ImapExtOps(SQLiteBase):
             return []
         return await self._write(op)
 
-    # --- the insert hook (writer thread) -----------------------------------------------------
+    # --- the insert hook (inside a write batch) ----------------------------------------------
 
     def _imapext_inserted(self, txn: _Txn, mb: Mailbox, uids: Sequence[int],
                           rows: Sequence[tuple[int, str, int, int, int, int]],
