@@ -6,8 +6,9 @@ Lives here: `Criteria`, built from a parsed key tree and the CHARSET (US-ASCII a
 NO [BADCHARSET]); `run_search`, which answers a program made only of system flags, keywords,
 internal dates, sizes and non-empty FROM/TO/CC/BCC/SUBJECT strings with one store query
 (`Store.search_uids`: SQLite answers UNSEEN from an index, and the header keys from the values
-worked out at delivery) and otherwise walks the mailbox in batches, cheapest keys first: flags, dates, sizes,
-UIDs and sequence numbers from message metadata; header keys from the stored header block (read
+worked out at delivery) and otherwise walks the mailbox in batches, cheapest keys first: flags,
+dates, sizes, UIDs and sequence numbers from message metadata; header keys from the stored
+header block (read
 only for the messages that passed the metadata keys; the decoded values of a header block are
 kept in a bounded per-process cache, so repeated searches do not parse it again); BODY and TEXT
 from the decoded text parts (`casella.mail.text`), read only for messages that pass every

@@ -94,6 +94,11 @@ class Account:
     defers_failures_percent: int | None = None
 
     @property
+    def has_quota(self) -> bool:
+        """Whether a size or message limit applies (only then can a warning be due)."""
+        return self.quota_bytes > 0 or self.quota_messages > 0
+
+    @property
     def domain(self) -> str:
         return self.address.rsplit("@", 1)[1]
 

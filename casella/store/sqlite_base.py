@@ -61,6 +61,12 @@ _LIGHT_UIDS = 64
 _LIGHT_APPENDS = 4
 
 
+def _warning_waits_sql(account: str) -> str:
+    """SQL that is true when a quota warning waits to be taken for `account` (a column or
+    a parameter): the one test `_warning_waits` and a delivery's lookup share."""
+    return f"EXISTS (SELECT 1 FROM quota_warnings WHERE account_id = {account})"
+
+
 def _few_uids(uids: UidRanges) -> bool:
     """Whether the ranges name at most _LIGHT_UIDS UIDs: few enough for a light job."""
     total = 0
@@ -194,30 +200,33 @@ class _LoopHandoff:
         raised."""
         try:
             loop.call_soon_threadsafe(self.on_loop)
-        except RuntimeError:            # the loop is closed
-            self._take_back()
+        except RuntimeError:            # the loop is closed: nothing was queued on it
+            self._run()
             return
         while not self._done.wait(timeout):
-            with self._lock:
-                if self._state == "queued":
-                    self._state = "taken back"
-                    break
-        else:
-            if self._error is not None:
-                raise self._error
-            return
-        # Each such wait held every worker's writes up: worth knowing about.
-        log.warning("the event loop did not run a write batch within %.1f s (stalled or "
-                    "stopping); the store's writer thread ran it", timeout)
-        self._run()
+            if self._take_back():
+                # Each such wait held every worker's writes up: worth knowing about.
+                log.warning("the event loop did not run a write batch within %.1f s (stalled "
+                            "or stopping); the store's writer thread ran it", timeout)
+                self._run()
+                return
+        if self._error is not None:
+            raise self._error
 
-    def _take_back(self) -> None:
+    def _take_back(self) -> bool:
+        """Claim the batch for the writer, unless the loop has started it."""
         with self._lock:
+            if self._state != "queued":
+                return False
             self._state = "taken back"
-        self._run()
+            return True
 
 
 _SQLITE_FULL = 13
+_BLOB_COLUMNS = ("digest", "size", "refcount", "header", "envelope", "bodystructure", "body",
+                 "parts", "preview", *sqlite_schema.SEARCH_COLUMNS)
+_INSERT_BLOB = (f"INSERT INTO blobs ({', '.join(_BLOB_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_BLOB_COLUMNS))}) ON CONFLICT(digest) DO NOTHING")
 
 
 def _storage_error(exc: BaseException, verb: str) -> StorageError:
@@ -583,11 +592,8 @@ class SQLiteBase:
         txn.staged.append(staged)
         p = staged.parsed
         cursor = cur.execute(
-            "INSERT INTO blobs (digest, size, refcount, header, envelope, bodystructure, body, "
-            "parts, preview, search_from, search_to, search_cc, search_bcc, search_subject) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING",
-            (staged.digest, staged.size, count, p.header, p.envelope, p.bodystructure, p.body,
-             p.parts, p.preview, *p.search))
+            _INSERT_BLOB, (staged.digest, staged.size, count, p.header, p.envelope,
+                           p.bodystructure, p.body, p.parts, p.preview, *p.search))
         if cursor.rowcount == 1:
             blob_id = int(cursor.lastrowid or 0)
             self.blobs.publish(staged, txn.dirs)
@@ -626,15 +632,15 @@ class SQLiteBase:
     @staticmethod
     def _warning_waits(cur: sqlite3.Connection, account_id: int) -> bool:
         """Whether a quota warning waits to be taken for this account."""
-        return cur.execute("SELECT 1 FROM quota_warnings WHERE account_id = ? LIMIT 1",
-                           (account_id,)).fetchone() is not None
+        return bool(cur.execute(f"SELECT {_warning_waits_sql('?')}",
+                                (account_id,)).fetchone()[0])
 
     @classmethod
     def _quota_warning_waits(cls, cur: sqlite3.Connection, acct: Account) -> bool:
         """`_warning_waits` for an account that has a quota (no other can cross a threshold),
         answered inside the transaction that added mail, so that the caller need not ask the
         store again after every delivery."""
-        if acct.quota_bytes <= 0 and acct.quota_messages <= 0:
+        if not acct.has_quota:
             return False
         return cls._warning_waits(cur, acct.id)
 

@@ -136,7 +136,7 @@ class ImapExtOps(SQLiteBase):
         it, spares the quota lookup for an account without a quota."""
         for blob_id in dict.fromkeys(r[5] for r in rows):
             self._thread_for_blob(txn.cur, mb.account_id, blob_id, txn.known_blobs.get(blob_id))
-        if acct is not None and acct.quota_bytes <= 0 and acct.quota_messages <= 0:
+        if acct is not None and not acct.has_quota:
             return
         if self._note_quota_crossing(txn.cur, mb.account_id, sum(r[4] for r in rows),
                                      len(rows), acct):

@@ -56,6 +56,7 @@ from casella.store.sqlite_base import (
     _meta,
     _now,
     _Txn,
+    _warning_waits_sql,
 )
 
 # The columns of an account joined with one of its mailboxes, for a delivery's one lookup.
@@ -381,9 +382,8 @@ class MailOps(SQLiteBase):
                     name = "INBOX"
                 # The last column: whether a quota warning already waits to be taken.
                 row = cur.execute(
-                    f"SELECT {_ACCOUNT_COLS_A}, {_MAILBOX_COLS_M}, EXISTS (SELECT 1 FROM "
-                    "quota_warnings w WHERE w.account_id = a.id) FROM accounts a "
-                    "LEFT JOIN mailboxes m ON m.account_id = a.id AND m.name = ? "
+                    f"SELECT {_ACCOUNT_COLS_A}, {_MAILBOX_COLS_M}, {_warning_waits_sql('a.id')} "
+                    "FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id AND m.name = ? "
                     "WHERE a.id = ?", (name, target.account_id)).fetchone()
                 if row is None:
                     raise NotFound("the account does not exist")
@@ -406,7 +406,7 @@ class MailOps(SQLiteBase):
                 txn, mb, [(bits, " ".join(keywords), now, now, blob.size, blob_id)], acct)
             outcomes.append(DeliveryOutcome(
                 target, mb.id, uid,
-                quota_warning=(acct.quota_bytes > 0 or acct.quota_messages > 0) and (
+                quota_warning=acct.has_quota and (
                     warning_waited or acct.id in txn.quota_crossed)))
         return outcomes
 
