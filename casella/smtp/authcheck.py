@@ -401,7 +401,11 @@ async def check_inbound(*, hostname: str, ip: str, helo: str, mail_from: str, me
 
 
 async def read_staged(staged: StagedBlob) -> bytes:
-    """The bytes of a staged (received, not yet stored) message, read off the loop."""
+    """The bytes of a staged (received, not yet stored) message; a file is read off the
+    loop."""
+    if staged.data is not None:
+        return staged.data
+    assert staged.tmp_path is not None
     return await asyncio.to_thread(staged.tmp_path.read_bytes)
 
 

@@ -225,6 +225,12 @@ class Store(abc.ABC):
         """Bytes of a stored message; read large ones in pieces to stream them."""
 
     @abc.abstractmethod
+    async def stored_bodies(self) -> list[str]:
+        """The digest of every message body the store keeps, once per copy (wherever the
+        backend keeps it: a database row, a file): what "stored once" and "nothing left
+        behind" are checked against."""
+
+    @abc.abstractmethod
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Messages whose MODSEQ is above `modseq` (new or changed) and UIDs expunged above it."""
 

@@ -1,8 +1,15 @@
-"""Message bodies as files: content-addressed, written durably, parsed once.
+"""Message bodies: content-addressed, written durably, parsed once.
 
-Lives here: `BlobStore` (paths, staging, publishing, removal, reads, orphan listing),
-`BlobWriter` (streams a message into a temporary file while it arrives) and `StagedBlob` (a
-body that is on disk, fsynced and parsed, waiting for a store transaction to publish it).
+Lives here: `BlobStore` (paths, staging, publishing, removal, orphan listing; the backend
+reads bodies, since it knows which are kept inline), `BlobWriter` (collects a message while
+it arrives, spilling a big one into a temporary file) and `StagedBlob` (a parsed body waiting
+for a store transaction to publish it).
+
+A body of at most `INLINE_MAX` bytes that arrived whole in memory is not written to a file at
+all: its `StagedBlob` carries the bytes, and the backend stores them in its database inside
+the transaction that references them, so the commit's own fsync makes them durable with the
+metadata (issue 8: a file of its own cost a delivery an inode, two fsyncs and a hop to an I/O
+thread). Everything below about files applies to the bigger bodies.
 
 Durable write order (STYLE.md): temporary file inside data_dir → fsync(file) → rename into
 place → fsync(directory) → the caller commits the metadata → the caller replies. Removal is
@@ -36,6 +43,10 @@ _SPILL_THRESHOLD = 1024 * 1024  # above this a message is written to disk as it 
 # many-part messages (a 64 KiB part bomb takes ~90 ms) are parsed in the I/O thread.
 _PARSE_HERE_SIZE = 64 * 1024
 _PARSE_HERE_PARTS = 16
+# SQLite's own measurements ("Internal Versus External BLOBs") put the break-even between a
+# blob in the database and one in a file of its own near 100 KB for 4 KiB pages; below this
+# size the body is stored in the database (see the module docstring).
+INLINE_MAX = 64 * 1024
 _io_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-io")
 
 
@@ -77,16 +88,20 @@ def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
 
 
 class StagedBlob:
-    """A message written to a temporary file, fsynced and parsed. Publish it through a store
-    operation, then call `discard()` (which removes the temporary file if it is still there)."""
+    """A parsed message, either in memory (`data`, at most INLINE_MAX bytes: the backend
+    stores the bytes in its transaction) or written to a temporary file and fsynced
+    (`tmp_path`). Publish it through a store operation, then call `discard()` (which removes
+    the temporary file if it is still there)."""
 
-    __slots__ = ("tmp_path", "digest", "size", "parsed", "_store", "early_ino", "own_link",
-                 "committed")
+    __slots__ = ("tmp_path", "data", "digest", "size", "parsed", "_store", "early_ino",
+                 "own_link", "committed")
 
-    def __init__(self, store: "BlobStore", tmp_path: Path, digest: str, size: int,
-                 parsed: ParsedData) -> None:
+    def __init__(self, store: "BlobStore", tmp_path: Path | None, digest: str, size: int,
+                 parsed: ParsedData, data: bytes | None = None) -> None:
+        assert (tmp_path is None) != (data is None)
         self._store = store
         self.tmp_path = tmp_path
+        self.data = data
         self.digest = digest
         self.size = size
         self.parsed = parsed
@@ -96,6 +111,8 @@ class StagedBlob:
         self.committed = False    # a committed transaction references the digest
 
     def discard(self) -> None:
+        if self.tmp_path is None:
+            return
         if self.own_link and not self.committed:
             # The early link may be an orphan: the writer removes it under its lock unless a
             # row references the digest by then.
@@ -171,14 +188,24 @@ class BlobWriter:
             raise _storage_error(exc, "write the message") from exc
 
     async def finish(self, publish_early: bool = False) -> StagedBlob:
-        """fsync the file, parse the message, and return it staged. With `publish_early` the
-        file is also linked under its final name and that directory fsynced, in the same hop
-        to the I/O thread (see the module docstring); the store's transaction then has no
-        fsync of its own to do for it."""
+        """Parse the message and return it staged: in memory when it is small enough to be
+        stored inline (INLINE_MAX), else in its temporary file, fsynced. With `publish_early`
+        such a file is also linked under its final name and that directory fsynced, in the
+        same hop to the I/O thread (see the module docstring); the store's transaction then
+        has no fsync of its own to do for it."""
         loop = asyncio.get_running_loop()
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         parsed = None
         try:
+            if self._fd is None and self._size <= self._store.inline_max:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if data.count(b"\n--") <= _PARSE_HERE_PARTS:
+                    parsed = self._store.parser(data)
+                else:
+                    parsed = await loop.run_in_executor(_io_executor, self._store.parser, data)
+                self._done = True
+                return StagedBlob(self._store, None, self._hash.hexdigest(), self._size, parsed,
+                                  data=data)
             if self._fd is None and self._size <= _PARSE_HERE_SIZE:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks = [data]
@@ -240,8 +267,10 @@ class BlobStore:
     """Files under `root/<2 hex>/<sha256 hex>`; temporary files under `root/tmp/`."""
 
     def __init__(self, root: Path,
-                 parser: Callable[[bytes | mmap.mmap], ParsedData] | None = None) -> None:
+                 parser: Callable[[bytes | mmap.mmap], ParsedData] | None = None,
+                 inline_max: int = INLINE_MAX) -> None:
         self.root = root
+        self.inline_max = inline_max   # -1: every body goes to a file
         self.tmp_dir = root / "tmp"
         self.parser = parser or _default_parser
         self._tmp_counter = 0
@@ -328,6 +357,7 @@ class BlobStore:
         directory is added to `dirs_to_sync`; call `sync_dirs` before committing. Nothing is
         left to do when an early publication's entry is still there: only this lock's holder
         removes final names, and whoever links an inode anew fsyncs before it commits."""
+        assert staged.tmp_path is not None, "an inline body is stored by the backend"
         final = self.path_for(staged.digest)
         if staged.early_ino is not None:
             try:
@@ -411,20 +441,3 @@ class BlobStore:
                 except OSError:
                     pass
         return n
-
-    # --- reads ---------------------------------------------------------------------------
-
-    def read_sync(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
-        try:
-            with open(self.path_for(digest), "rb") as f:
-                if offset:
-                    f.seek(offset)
-                return f.read() if length < 0 else f.read(length)
-        except FileNotFoundError:
-            raise StorageError("a stored message is missing from the blob store") from None
-        except OSError as exc:
-            raise _storage_error(exc, "read the message") from exc
-
-    async def read(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_io_executor, self.read_sync, digest, offset, length)

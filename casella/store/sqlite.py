@@ -1,4 +1,5 @@
-"""The embedded store: SQLite (WAL, synchronous=FULL) plus the file blob store.
+"""The embedded store: SQLite (WAL, synchronous=FULL; the bodies of small messages in the
+table blob_bodies) plus the file blob store for the bigger ones.
 
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,

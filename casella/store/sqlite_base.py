@@ -463,13 +463,19 @@ class SQLiteBase:
     def _collect_garbage(self, conn: sqlite3.Connection) -> int:
         """Delete blobs nobody references. The files are unlinked while the write lock is
         held, so no delivery can be publishing the same digest at that moment; if COMMIT then
-        fails, the rows stay at refcount 0 and publishing re-links the file."""
+        fails, the rows stay at refcount 0 and publishing re-links the file (inline bodies
+        come back with the rollback)."""
         removed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
-                "SELECT id, digest FROM blobs WHERE refcount = 0 LIMIT 10000").fetchall()
-            for blob_id, digest in rows:
+                "SELECT id, digest, EXISTS(SELECT 1 FROM blob_bodies WHERE blob_id = blobs.id) "
+                "FROM blobs WHERE refcount = 0 LIMIT 10000").fetchall()
+            for blob_id, digest, inline in rows:
+                if inline:
+                    conn.execute("DELETE FROM blob_bodies WHERE blob_id = ?", (blob_id,))
+                # Both may be there: a file whose row reached refcount 0 and whose bytes
+                # came back inline (see _blob_ref).
                 self.blobs.remove(digest)
                 conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
                 removed += 1
@@ -515,6 +521,8 @@ class SQLiteBase:
             orphans = [d for d in self.blobs.iter_digests() if d not in known]
             for digest in orphans:
                 self.blobs.remove(digest)
+            orphans_inline = conn.execute(
+                "DELETE FROM blob_bodies WHERE blob_id NOT IN (SELECT id FROM blobs)").rowcount
             # Reference counts, mailbox counters and quota usage from the messages themselves.
             conn.execute("CREATE TEMP TABLE refs (blob_id INTEGER PRIMARY KEY, n INTEGER)")
             conn.execute("INSERT INTO refs SELECT blob_id, count(*) FROM (SELECT blob_id FROM "
@@ -548,10 +556,10 @@ class SQLiteBase:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if cleaned or orphans or fixed_mb or fixed_acct:
+        if cleaned or orphans or orphans_inline or fixed_mb or fixed_acct:
             log.warning("start-up repair: %d unfinished writes, %d orphan blobs removed, "
                         "%d mailbox and %d account counters corrected",
-                        cleaned, len(orphans), fixed_mb, fixed_acct)
+                        cleaned, len(orphans) + orphans_inline, fixed_mb, fixed_acct)
         self._collect_garbage(conn)
 
     async def close(self) -> None:
@@ -584,10 +592,11 @@ class SQLiteBase:
         return value
 
     def _blob_ref(self, txn: _Txn, staged: StagedBlob, count: int = 1) -> int:
-        """Reference a staged body: publish its file if this digest is new (or was collected),
-        add `count` references, return the blob id. New content, the common case, costs one
-        statement: every statement hands the GIL to the event loop and back while this
-        process holds the write lock that every worker waits for."""
+        """Reference a staged body: store it (its bytes in blob_bodies when it is inline, else
+        its file published) if this digest is new or its body was collected, add `count`
+        references, return the blob id. New content, the common case, costs one statement per
+        table: every statement hands the GIL to the event loop and back while this process
+        holds the write lock that every worker waits for."""
         cur = txn.cur
         txn.staged.append(staged)
         p = staged.parsed
@@ -596,17 +605,33 @@ class SQLiteBase:
                            p.bodystructure, p.body, p.parts, p.preview, *p.search))
         if cursor.rowcount == 1:
             blob_id = int(cursor.lastrowid or 0)
-            self.blobs.publish(staged, txn.dirs)
+            self._store_body(txn, staged, blob_id)
         else:
-            row = cur.execute("SELECT id, refcount FROM blobs WHERE digest = ?",
+            row = cur.execute("SELECT id, refcount, EXISTS(SELECT 1 FROM blob_bodies WHERE "
+                              "blob_id = blobs.id) FROM blobs WHERE digest = ?",
                               (staged.digest,)).fetchone()
             blob_id = int(row[0])
-            if row[1] == 0 or not self.blobs.exists(staged.digest):
-                self.blobs.publish(staged, txn.dirs)
+            # Bytes in blob_bodies go and come back with the transaction: if the row is
+            # there, they are. A file may be missing: a collection whose COMMIT failed after
+            # its unlinks leaves rows at refcount 0 (publishing again is idempotent).
+            if row[2]:
+                pass
+            elif staged.data is not None:
+                if not self.blobs.exists(staged.digest):
+                    self._store_body(txn, staged, blob_id)
+            elif row[1] == 0 or not self.blobs.exists(staged.digest):
+                self._store_body(txn, staged, blob_id)
             cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?",
                         (count, blob_id))
         txn.known_blobs[blob_id] = (staged.digest, p.header)
         return blob_id
+
+    def _store_body(self, txn: _Txn, staged: StagedBlob, blob_id: int) -> None:
+        if staged.data is not None:
+            txn.cur.execute("INSERT OR REPLACE INTO blob_bodies (blob_id, data) VALUES (?, ?)",
+                            (blob_id, staged.data))
+        else:
+            self.blobs.publish(staged, txn.dirs)
 
     @staticmethod
     def _release_blobs(txn: _Txn, blob_counts: dict[int, int]) -> None:

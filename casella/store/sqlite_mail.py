@@ -297,9 +297,6 @@ class MailOps(SQLiteBase):
             return out
         return await self._read(q)
 
-    async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
-        return await self.blobs.read(digest, offset, length)
-
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         def q(conn: sqlite3.Connection) -> Changes:
             row = conn.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?",

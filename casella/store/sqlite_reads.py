@@ -4,7 +4,8 @@ Lives here: `search_uids` (a SEARCH made only of flags, internal dates, sizes an
 fields FROM/TO/CC/BCC/SUBJECT, answered by one query; \\Seen absent is written as the
 messages_unseen index's own condition), `fetch_messages` (metadata and the requested
 columns of the static data in one joined query, one thread hop per batch), `fetch_flags` (UID,
-MODSEQ and flags as plain tuples), `read_blobs` (many message pieces in one hop to a thread).
+MODSEQ and flags as plain tuples), `read_blob`/`read_blobs` (message pieces, from the
+database or the file, in one hop to a thread).
 Must never: run SQL or file reads on the event loop thread, or write.
 """
 
@@ -86,13 +87,47 @@ class ReadOps(SQLiteBase):
 
     async def read_blobs(self, pieces: Sequence[tuple[str, int, int]]) -> list[bytes]:
         root = str(self.blobs.root)
-        return await self._read(lambda _conn: [_read_piece(root, d, o, n) for d, o, n in pieces])
+        return await self._read(lambda conn: [_read_piece(conn, root, d, o, n, exact=True)
+                                              for d, o, n in pieces])
+
+    async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
+        root = str(self.blobs.root)
+        return await self._read(lambda conn: _read_piece(conn, root, digest, offset, length))
+
+    async def stored_bodies(self) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            inline = [r[0] for r in conn.execute(
+                "SELECT b.digest FROM blobs b JOIN blob_bodies d ON d.blob_id = b.id")]
+            return sorted(inline + list(self.blobs.iter_digests()))
+        return await self._read(q)
 
 
-def _read_piece(root: str, digest: str, offset: int, length: int) -> bytes:
-    """BlobStore.read_sync for one piece, by plain string path (blobs.py: root/<2 hex>/<digest>)
-    and pread: many small reads in a row are dominated by pathlib otherwise. A piece shorter
-    than asked is an error: its length is already on the wire as a literal's."""
+_INLINE_PIECE = ("SELECT substr(d.data, ?, ?) FROM blobs b JOIN blob_bodies d "
+                 "ON d.blob_id = b.id WHERE b.digest = ?")
+_INLINE_REST = ("SELECT substr(d.data, ?) FROM blobs b JOIN blob_bodies d "
+                "ON d.blob_id = b.id WHERE b.digest = ?")
+
+
+def _read_piece(conn: sqlite3.Connection, root: str, digest: str, offset: int, length: int,
+                exact: bool = False) -> bytes:
+    """`length` bytes (-1: all the rest) of a body from `offset`: from blob_bodies when it is
+    stored inline, else from its file. With `exact` a piece shorter than asked is an error:
+    its length is already on the wire as a literal's."""
+    if length < 0:
+        row = conn.execute(_INLINE_REST, (offset + 1, digest)).fetchone()
+    else:
+        row = conn.execute(_INLINE_PIECE, (offset + 1, length, digest)).fetchone()
+    if row is not None:
+        data = bytes(row[0]) if row[0] is not None else b""
+        if exact and len(data) < length:
+            raise StorageError("a stored message is shorter than recorded")
+        return data
+    return _read_file_piece(root, digest, offset, length, exact)
+
+
+def _read_file_piece(root: str, digest: str, offset: int, length: int, exact: bool) -> bytes:
+    """The file half of `_read_piece`, by plain string path (blobs.py: root/<2 hex>/<digest>)
+    and pread: many small reads in a row are dominated by pathlib otherwise."""
     try:
         fd = os.open(f"{root}/{digest[:2]}/{digest}", os.O_RDONLY)
     except FileNotFoundError:
@@ -100,11 +135,15 @@ def _read_piece(root: str, digest: str, offset: int, length: int) -> bytes:
     except OSError as exc:
         raise StorageError(f"could not read the message: {exc.strerror or exc}") from exc
     try:
+        if length < 0:
+            length = max(os.fstat(fd).st_size - offset, 0)
         data = os.pread(fd, length, offset)
         while len(data) < length:
             more = os.pread(fd, length - len(data), offset + len(data))
             if not more:
-                raise StorageError("a stored message is shorter than recorded")
+                if exact:
+                    raise StorageError("a stored message is shorter than recorded")
+                break
             data += more
         return data
     except OSError as exc:

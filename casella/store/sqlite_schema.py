@@ -2,8 +2,9 @@
 
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
 (with the one step that must compute data: filling version 5's search columns from the stored
-headers), and the connection settings (WAL, synchronous=FULL). Must never: hold any other data
-logic; the operations live in casella.store.sqlite.
+headers; version 6 adds the table of small message bodies), and the connection settings (WAL,
+synchronous=FULL). Must never: hold any other data logic; the operations live in
+casella.store.sqlite.
 """
 
 from __future__ import annotations
@@ -225,8 +226,20 @@ ALTER TABLE blobs ADD COLUMN search_subject TEXT
 #: The columns of SCHEMA_V5, in the order of casella.mail.text.SEARCH_FIELDS.
 SEARCH_COLUMNS = ("search_from", "search_to", "search_cc", "search_bcc", "search_subject")
 
+# Version 6 (issue 8): the bytes of the bodies small enough to be kept in the database
+# (casella.store.blobs.INLINE_MAX), one row per blob that has them, written in the transaction
+# that first references the blob and deleted with its `blobs` row. A blob without a row here
+# is a file under blobs/. A table of its own keeps `blobs` rows small, so the FETCH and
+# SEARCH reads of metadata do not wade through message bytes.
+SCHEMA_V6 = """
+CREATE TABLE blob_bodies (
+    blob_id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+)
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
 
 
 def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:

@@ -196,7 +196,7 @@ async def test_add_header_keeps_return_path_first(tmp_path: Path) -> None:
     try:
         staged = await store.blobs.stage(b"Return-Path: <a@b.test>\r\nSubject: x\r\n\r\nbody\r\n")
         new = await authcheck.add_header(store, staged, b"Authentication-Results: h; none\r\n")
-        assert new.tmp_path.read_bytes() == (b"Return-Path: <a@b.test>\r\nAuthentication-"
+        assert await authcheck.read_staged(new) == (b"Return-Path: <a@b.test>\r\nAuthentication-"
                                              b"Results: h; none\r\nSubject: x\r\n\r\nbody\r\n")
         staged.discard()
         new.discard()

@@ -108,8 +108,6 @@ def test_storage_errors_are_sys_temp(make_server: Any, monkeypatch: Any) -> None
             raise error
         monkeypatch.setattr(srv.store, "read_blob", broken)
         monkeypatch.setattr(srv.store, "read_blobs", broken)   # RETR's read-ahead
-        monkeypatch.setattr(srv.store, "open_blob", broken, raising=False)
-        monkeypatch.setattr(srv.store.blobs, "read", broken)
         reply = c.cmd(b"RETR 1")
         assert reply.startswith(b"-ERR [SYS/TEMP] ") and words in reply, reply
         monkeypatch.undo()

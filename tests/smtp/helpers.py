@@ -116,10 +116,10 @@ def queue(server: Any) -> list[QueueEntry]:
     return result
 
 
-def blob_files(server: Any) -> list[Path]:
-    """Published message files (not the temporary ones)."""
-    root = Path(server.data_dir) / "blobs"
-    return [p for p in root.glob("??/*") if len(p.name) == 64]
+def stored_bodies(server: Any) -> list[str]:
+    """The digest of every stored message body, once per copy (Store.stored_bodies)."""
+    result: list[str] = server.run(server.store.stored_bodies())
+    return result
 
 
 def tmp_files(server: Any, settle: float = 5.0) -> list[Path]:

@@ -17,7 +17,7 @@ from tests.smtp.helpers import (
     add_alias,
     add_domain,
     add_users,
-    blob_files,
+    stored_bodies,
     body_of,
     create_mailbox,
     messages,
@@ -205,15 +205,15 @@ def test_postmaster_without_domain(server: Any) -> None:
 
 
 def test_fifty_recipients_stored_once(server: Any) -> None:
-    """DESIGN: a message to many local recipients is stored once (one blob file), and every
+    """DESIGN: a message to many local recipients is stored once (one body), and every
     recipient's INBOX has it; the Received header names no recipient."""
     users = [f"user{i}@example.test" for i in range(50)]
     add_users(server, *users)
-    before = len(blob_files(server))
+    before = len(stored_bodies(server))
     with mx(server) as s:
         refused = s.sendmail("x@remote.example", users, MESSAGE)
         assert refused == {}
-    assert len(blob_files(server)) == before + 1
+    assert len(stored_bodies(server)) == before + 1
     first = messages(server, users[0])
     assert len(first) == 1 and b"for <" not in first[0]
     for u in users:
@@ -378,14 +378,14 @@ def test_smtputf8_addresses(server: Any) -> None:
 
 def test_inbound_checks_write_the_message_once(server: Any, monkeypatch: Any) -> None:
     """Issue 8: with the inbound checks on, a message still in memory is checked before it is
-    written, then written and fsynced once, Authentication-Results included (no second copy,
-    no read-back of the first)."""
+    staged, then staged once, Authentication-Results included (no second copy, no read-back
+    of the first), and stored once."""
     import casella.smtp.session as session_module
     from casella.store.blobs import BlobWriter
 
     add_users(server, "carol@example.test")
     finishes: list[int] = []
-    real = BlobWriter._finish_sync
+    real = BlobWriter.finish
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
         finishes.append(1)
@@ -394,11 +394,11 @@ def test_inbound_checks_write_the_message_once(server: Any, monkeypatch: Any) ->
     def no_read_back(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the message was read back from disk")
 
-    monkeypatch.setattr(BlobWriter, "_finish_sync", counting)
+    monkeypatch.setattr(BlobWriter, "finish", counting)
     monkeypatch.setattr(session_module, "read_staged", no_read_back)
     with mx(server) as s:
         assert s.sendmail("x@remote.example", ["carol@example.test"], MESSAGE) == {}
-    assert finishes == [1]
+    assert finishes == [1] and len(stored_bodies(server)) == 1
     [stored] = messages(server, "carol@example.test")
     assert stored.startswith(b"Return-Path: <x@remote.example>\r\n"
                              b"Authentication-Results: mail.example.test;")
@@ -410,7 +410,7 @@ def test_inbound_checks_on_a_message_too_big_for_memory(server: Any) -> None:
     """A message over a megabyte is on disk before it is checked: it is read back, stored with
     its Authentication-Results, and the first copy leaves no file behind."""
     add_users(server, "dave@example.test")
-    before = len(blob_files(server))
+    before = len(stored_bodies(server))
     big = MESSAGE + b"".join(b"line %07d of a big message\r\n" % i for i in range(60_000))
     with mx(server) as s:
         assert s.sendmail("x@remote.example", ["dave@example.test"], big) == {}
@@ -418,5 +418,5 @@ def test_inbound_checks_on_a_message_too_big_for_memory(server: Any) -> None:
     assert stored.startswith(b"Return-Path: <x@remote.example>\r\n"
                              b"Authentication-Results: mail.example.test;")
     assert body_of(stored) == big
-    assert len(blob_files(server)) == before + 1
+    assert len(stored_bodies(server)) == before + 1
     assert tmp_files(server) == []

@@ -1,5 +1,6 @@
 """Store fixtures: the one contract suite runs against every backend named in
-CASELLA_TEST_BACKENDS (default: sqlite)."""
+CASELLA_TEST_BACKENDS (default: sqlite and sqlite-files, the same backend with every message
+body in a file of its own, as bodies bigger than blobs.INLINE_MAX are kept)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ from casella.store.base import Store
 
 
 def _backends() -> list[str]:
-    return [b.strip() for b in os.environ.get("CASELLA_TEST_BACKENDS", "sqlite").split(",")
-            if b.strip()]
+    names = os.environ.get("CASELLA_TEST_BACKENDS", "sqlite,sqlite-files")
+    return [b.strip() for b in names.split(",") if b.strip()]
 
 
 async def open_store(backend: str, data_dir: Path) -> Store:
+    from casella.store.blobs import BlobStore
+    from casella.store.sqlite import SQLiteStore
+
     if backend == "sqlite":
-        from casella.store.sqlite import SQLiteStore
         store: Store = SQLiteStore(data_dir)
+    elif backend == "sqlite-files":
+        store = SQLiteStore(data_dir, blobs=BlobStore(data_dir / "blobs", inline_max=-1))
     else:
         raise ValueError(f"unknown backend {backend}")
     await store.open()

@@ -10,7 +10,7 @@ from casella.store.blobs import BlobStore
 
 
 async def test_shard_directories_exist_from_the_start_and_come_back(tmp_path: Path) -> None:
-    blobs = BlobStore(tmp_path / "blobs")
+    blobs = BlobStore(tmp_path / "blobs", inline_max=-1)   # every body in a file
     blobs.prepare()
     names = {p.name for p in (tmp_path / "blobs").iterdir()}
     assert names == {"tmp"} | {f"{i:02x}" for i in range(256)}

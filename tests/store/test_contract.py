@@ -19,6 +19,7 @@ from casella.errors import (
     UserError,
 )
 from casella.store.base import Store
+from casella.store.blobs import StagedBlob
 from casella.store.model import AppendItem, DeliveryTarget, QueueRecipient
 
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
@@ -434,9 +435,8 @@ async def test_deliver_stores_body_once_and_refcounts(store: Store) -> None:
     assert outcomes[6].mailbox_id == archive.id
     inbox1 = await inbox(store, accounts[1].id)
     assert outcomes[7].mailbox_id == inbox1.id
-    blob_files = list(store.blobs.iter_digests())
-    assert blob_files == [staged.digest]
-    # Expunging every copy releases the file.
+    assert await store.stored_bodies() == [staged.digest]
+    # Expunging every copy releases the body.
     for o in outcomes:
         if o.error is None:
             await store.remove_messages(o.mailbox_id, [(o.uid, o.uid)])
@@ -444,10 +444,10 @@ async def test_deliver_stores_body_once_and_refcounts(store: Store) -> None:
     await store.add_domain("flush.test")  # one more write runs the collector's turn
     # The collector runs after that write has been answered: give it time to finish.
     for _ in range(100):
-        if not list(store.blobs.iter_digests()):
+        if not await store.stored_bodies():
             break
         await asyncio.sleep(0.05)
-    assert list(store.blobs.iter_digests()) == []
+    assert await store.stored_bodies() == []
 
 
 async def test_same_body_appended_twice_shares_the_blob(store: Store) -> None:
@@ -455,9 +455,9 @@ async def test_same_body_appended_twice_shares_the_blob(store: Store) -> None:
     box = await inbox(store, acct.id)
     await append(store, box.id, message(1))
     await append(store, box.id, message(1))
-    assert len(list(store.blobs.iter_digests())) == 1
+    assert len(await store.stored_bodies()) == 1
     await store.remove_messages(box.id, [(1, 1)])
-    assert len(list(store.blobs.iter_digests())) == 1
+    assert len(await store.stored_bodies()) == 1
     metas = await store.fetch_meta(box.id, [(1, 2)])
     static = await store.fetch_static([metas[0].blob_id])
     assert await store.read_blob(static[metas[0].blob_id].digest) == message(1)
@@ -490,7 +490,7 @@ async def test_queue_entries(store: Store) -> None:
     assert [r.address for r in entry.recipients] == ["bob@remote.org", "carol@remote.org"]
     assert entry.recipients[0].notify == ("FAILURE",) and entry.recipients[0].state == "queued"
     assert [e.id for e in await store.list_queue()] == [qid]
-    assert list(store.blobs.iter_digests()) == [staged.digest]
+    assert await store.stored_bodies() == [staged.digest]
 
 
 async def test_change_bus_hears_commits(store: Store) -> None:
@@ -562,15 +562,12 @@ async def test_deliver_and_enqueue_is_one_transaction(store: Store) -> None:
             local, [DeliveryTarget(acct.id)], queued, "alice@example.test",
             [QueueRecipient("bob@remote.org")], account_id=acct.id)
         assert outcomes[0].uid == 1 and qid is not None
-        queued.discard()  # the queue blob can no longer be published: the whole job fails
-        broken = await store.blobs.stage(message(3))
-        broken.discard()
-        # discard() removes the temporary file in an I/O thread: wait until it is gone.
-        for _ in range(100):
-            if not broken.tmp_path.exists():
-                break
-            await asyncio.sleep(0.05)
-        assert not broken.tmp_path.exists()
+        queued.discard()
+        # A body whose temporary file is gone cannot be published: the whole job fails.
+        staged = await store.blobs.stage(message(3))
+        staged.discard()
+        broken = StagedBlob(store.blobs, store.blobs.new_tmp_path(), staged.digest,
+                            staged.size, staged.parsed)
         with pytest.raises(Exception):
             await store.deliver_and_enqueue(
                 local, [DeliveryTarget(acct.id)], broken, "alice@example.test",
