@@ -4,7 +4,8 @@
 Lives here: `Plan` (the users, their seeded INBOX sizes and the shared password), `seed()` which
 generates every message once in a pool of worker processes — each worker writes the Maildir
 file for the peer and the staged blob file for casella and parses it with casella's parser —
-and then appends the staged blobs to casella's store 2,000 per transaction.
+and then appends the staged blobs to casella's store 2,000 per transaction (a body small enough
+to be kept in the database is read back and handed over in memory, as a real APPEND stages it).
 
 For casella this is the store contract's `append` (the same transaction IMAP APPEND uses):
 UIDs, counters and quota are decided there, and ENVELOPE/BODYSTRUCTURE are precomputed, as
@@ -232,7 +233,16 @@ async def _append(store: Any, mailbox_id: int, items: list[tuple[Any, ...]]) -> 
     from casella.store.blobs import ParsedData, StagedBlob
     from casella.store.model import AppendItem
 
-    staged = [StagedBlob(store.blobs, Path(tmp), digest, size, ParsedData(*parsed))
+    def staged_of(tmp: str, digest: str, size: int, parsed: tuple[Any, ...]) -> StagedBlob:
+        # As BlobWriter stages what arrives: a body small enough to be kept in the database
+        # is handed over in memory (its file was only the way out of the worker).
+        if size <= store.blobs.inline_max:
+            data = Path(tmp).read_bytes()
+            os.unlink(tmp)
+            return StagedBlob(store.blobs, None, digest, size, ParsedData(*parsed), data=data)
+        return StagedBlob(store.blobs, Path(tmp), digest, size, ParsedData(*parsed))
+
+    staged = [staged_of(tmp, digest, size, parsed)
               for tmp, digest, size, parsed, _date, _flags in items]
     try:
         await store.append(mailbox_id, [

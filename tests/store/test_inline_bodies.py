@@ -171,3 +171,30 @@ async def test_start_up_repair_removes_bodies_without_a_blob(tmp_path: Path) -> 
         assert body_rows(data_dir) == 0
     finally:
         await store.close()
+
+
+async def test_one_read_mixes_bodies_in_files_and_in_the_database(tmp_path: Path) -> None:
+    """An upgraded store holds both: read_blobs answers each piece from where it is."""
+    data_dir = tmp_path / "data"
+    store, _, box_id = await open_with_user(data_dir, inline_max=-1)
+    old = message(1, 4_000)
+    try:
+        staged = await store.blobs.stage(old)
+        await store.append(box_id, [AppendItem(staged)])
+        staged.discard()
+    finally:
+        await store.close()
+    store, _, box_id = await open_with_user(data_dir)
+    new = message(2, 4_000)
+    try:
+        staged_new = await store.blobs.stage(new)
+        await store.append(box_id, [AppendItem(staged_new)])
+        staged_new.discard()
+        assert len(files_in(store.blobs)) == 1 and body_rows(data_dir) == 1
+        got = await store.read_blobs([(staged.digest, 10, 20), (staged_new.digest, 0, len(new)),
+                                      (staged.digest, 0, len(old)), (staged_new.digest, 7, 3)])
+        assert got == [old[10:30], new, old, new[7:10]]
+        with pytest.raises(StorageError):
+            await store.read_blobs([(staged.digest, 0, 10), ("f" * 64, 0, 10)])
+    finally:
+        await store.close()
