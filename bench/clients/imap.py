@@ -87,7 +87,9 @@ class ImapClient:
                 await s.fill(timeout)
                 continue
             if nl > start and buf[nl - 1] == 0x7D:  # a line ending in {n}: a literal follows
-                m = _LITERAL_RE.search(buf, max(pos, nl - 24), nl)
+                # From the line's start: `pos` may already be past the "{" when the
+                # line arrived in pieces.
+                m = _LITERAL_RE.search(buf, max(start, nl - 24), nl)
                 if m is not None:
                     end = nl + 2 + int(m.group(1))
                     while len(buf) < end:

@@ -108,6 +108,31 @@ def test_imap_client_skips_literals_and_finds_the_tag() -> None:
     asyncio.run(go())
 
 
+def test_imap_client_finds_a_literal_whose_marker_arrived_in_two_pieces() -> None:
+    """The {n} of a literal split across two reads: the data that follows is still skipped
+    (it once was read as lines, and a body line starting with "+" failed the case)."""
+    body = b"+ looks like a continuation\r\n* 9 EXISTS\r\n"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        await reader.readline()
+        writer.write(b"* 1 FETCH (BODY[] {%d" % (len(body) // 10))
+        await writer.drain()
+        await asyncio.sleep(0.2)    # the client reads the first piece on its own
+        writer.write(b"%d}\r\n" % (len(body) % 10) + body + b")\r\nb1 OK done\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            c = await ImapClient.connect("127.0.0.1", server.sockets[0].getsockname()[1])
+            r = await c.command(b"FETCH 1 (BODY[])", keep=True)
+            assert r.ok and r.count == 1 and body in r.untagged[0]
+            await c.s.aclose()
+    asyncio.run(go())
+
+
 def test_pop3_client_reads_multiline_to_the_terminator() -> None:
     async def go() -> None:
         server, port = await _scripted([
