@@ -521,8 +521,6 @@ class SQLiteBase:
             orphans = [d for d in self.blobs.iter_digests() if d not in known]
             for digest in orphans:
                 self.blobs.remove(digest)
-            orphans_inline = conn.execute(
-                "DELETE FROM blob_bodies WHERE blob_id NOT IN (SELECT id FROM blobs)").rowcount
             # Reference counts, mailbox counters and quota usage from the messages themselves.
             conn.execute("CREATE TEMP TABLE refs (blob_id INTEGER PRIMARY KEY, n INTEGER)")
             conn.execute("INSERT INTO refs SELECT blob_id, count(*) FROM (SELECT blob_id FROM "
@@ -556,10 +554,10 @@ class SQLiteBase:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if cleaned or orphans or orphans_inline or fixed_mb or fixed_acct:
+        if cleaned or orphans or fixed_mb or fixed_acct:
             log.warning("start-up repair: %d unfinished writes, %d orphan blobs removed, "
                         "%d mailbox and %d account counters corrected",
-                        cleaned, len(orphans) + orphans_inline, fixed_mb, fixed_acct)
+                        cleaned, len(orphans), fixed_mb, fixed_acct)
         self._collect_garbage(conn)
 
     async def close(self) -> None:
@@ -605,6 +603,12 @@ class SQLiteBase:
                            p.bodystructure, p.body, p.parts, p.preview, *p.search))
         if cursor.rowcount == 1:
             blob_id = int(cursor.lastrowid or 0)
+            if staged.data is None:
+                # Blob ids can be reused (INTEGER PRIMARY KEY): no bytes of an earlier blob
+                # may stand for a file. They cannot be there (the collector deletes both rows
+                # in one transaction); for a file of 64 KiB or more one more statement is
+                # cheap insurance. Start-up does not look: that would read every body row.
+                cur.execute("DELETE FROM blob_bodies WHERE blob_id = ?", (blob_id,))
             self._store_body(txn, staged, blob_id)
         else:
             row = cur.execute("SELECT id, refcount, EXISTS(SELECT 1 FROM blob_bodies WHERE "
