@@ -265,15 +265,9 @@ def configure(conn: sqlite3.Connection, writer: bool) -> None:
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
-    if writer:
-        conn.execute("PRAGMA cache_size=-65536")
-    else:
-        # Readers read message bodies too (schema version 6): through a mapping of the file
-        # as large as SQLite allows (2 GiB; the kernel's page cache, shared by every
-        # connection and worker) rather than each connection's own page cache, which holds
-        # what lies beyond it and the pages still in the WAL.
-        conn.execute("PRAGMA cache_size=-16384")
-        conn.execute("PRAGMA mmap_size=2147483648")
+    conn.execute("PRAGMA cache_size=-65536")
+    if not writer:
+        conn.execute("PRAGMA mmap_size=268435456")
 
 
 def migrate(conn: sqlite3.Connection) -> int:
