@@ -2,13 +2,12 @@
 gets one message in INBOX per crossing.
 
 Lives here: `send_quota_warnings`, called after a successful store call that adds mail (IMAP
-COPY and MOVE; APPEND and SMTP delivery when their result says a warning waits), and the
-message it delivers. Which thresholds were crossed is decided by the store inside the
-transaction that added the mail and handed to exactly one caller (`Store.take_quota_warnings`),
-so concurrent deliveries never warn twice. The texts come from the `[quota]` config section,
-registered per store by the IMAP service (`configure`); without it the defaults apply. Must
-never: raise
-(the mail that triggered the warning is already stored and acknowledged), or block the loop.
+COPY and MOVE; APPEND and SMTP delivery when their result says a warning waits), and the message
+it delivers. Which thresholds were crossed is decided by the store inside the transaction that
+added the mail and handed to exactly one caller (`Store.take_quota_warnings`), so concurrent
+deliveries never warn twice. The texts come from the `[quota]` config section, registered per
+store by the IMAP service (`configure`); without it the defaults apply. Must never: raise (the
+mail that triggered the warning is already stored and acknowledged), or block the loop.
 """
 
 from __future__ import annotations

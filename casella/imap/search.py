@@ -8,12 +8,11 @@ internal dates, sizes and non-empty FROM/TO/CC/BCC/SUBJECT strings with one stor
 (`Store.search_uids`: SQLite answers UNSEEN from an index, and the header keys from the values
 worked out at delivery) and otherwise walks the mailbox in batches, cheapest keys first: flags,
 dates, sizes, UIDs and sequence numbers from message metadata; header keys from the stored
-header block (read
-only for the messages that passed the metadata keys; the decoded values of a header block are
-kept in a bounded per-process cache, so repeated searches do not parse it again); BODY and TEXT
-from the decoded text parts (`casella.mail.text`), read only for messages that pass every
-cheaper key. Matching is case-insensitive substring on decoded text. Must never: touch SQL or
-files directly, or answer with EXPUNGE (X1).
+header block (read only for the messages that passed the metadata keys; the decoded values of a
+header block are kept in a bounded per-process cache, so repeated searches do not parse it
+again); BODY and TEXT from the decoded text parts (`casella.mail.text`), read only for messages
+that pass every cheaper key. Matching is case-insensitive substring on decoded text. Must never:
+touch SQL or files directly, or answer with EXPUNGE (X1).
 """
 
 from __future__ import annotations

@@ -197,20 +197,19 @@ class BlobWriter:
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         parsed = None
         try:
-            if self._fd is None and self._size <= self._store.inline_max:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                if data.count(b"\n--") <= _PARSE_HERE_PARTS:
-                    parsed = self._store.parser(data)
-                else:
-                    parsed = await loop.run_in_executor(_io_executor, self._store.parser, data)
-                self._done = True
-                return StagedBlob(self._store, None, self._hash.hexdigest(), self._size, parsed,
-                                  data=data)
-            if self._fd is None and self._size <= _PARSE_HERE_SIZE:
+            inline = self._fd is None and self._size <= self._store.inline_max
+            if inline or self._fd is None and self._size <= _PARSE_HERE_SIZE:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks = [data]
                 if data.count(b"\n--") <= _PARSE_HERE_PARTS:
                     parsed = self._store.parser(data)
+                if inline:
+                    if parsed is None:
+                        parsed = await loop.run_in_executor(_io_executor, self._store.parser,
+                                                            data)
+                    self._done = True
+                    return StagedBlob(self._store, None, self._hash.hexdigest(), self._size,
+                                      parsed, data=data)
             return await loop.run_in_executor(_io_executor, self._finish_sync, chunks,
                                               publish_early, parsed)
         except BaseException:

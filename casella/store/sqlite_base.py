@@ -474,8 +474,8 @@ class SQLiteBase:
             for blob_id, digest, inline in rows:
                 if inline:
                     conn.execute("DELETE FROM blob_bodies WHERE blob_id = ?", (blob_id,))
-                # Both may be there: a file whose row reached refcount 0 and whose bytes
-                # came back inline (see _blob_ref).
+                # An inline body may have a file beside it too: an early link of the same
+                # content that drop_unclaimed kept because a row referenced the digest.
                 self.blobs.remove(digest)
                 conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
                 removed += 1
@@ -617,13 +617,9 @@ class SQLiteBase:
             blob_id = int(row[0])
             # Bytes in blob_bodies go and come back with the transaction: if the row is
             # there, they are. A file may be missing: a collection whose COMMIT failed after
-            # its unlinks leaves rows at refcount 0 (publishing again is idempotent).
-            if row[2]:
-                pass
-            elif staged.data is not None:
-                if not self.blobs.exists(staged.digest):
-                    self._store_body(txn, staged, blob_id)
-            elif row[1] == 0 or not self.blobs.exists(staged.digest):
+            # its unlinks leaves rows at refcount 0 (publishing a file again is idempotent).
+            if not row[2] and (row[1] == 0 and staged.data is None
+                               or not self.blobs.exists(staged.digest)):
                 self._store_body(txn, staged, blob_id)
             cur.execute("UPDATE blobs SET refcount = refcount + ? WHERE id = ?",
                         (count, blob_id))

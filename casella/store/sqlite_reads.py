@@ -130,26 +130,24 @@ _INLINE_REST = ("SELECT substr(d.data, ?) FROM blobs b JOIN blob_bodies d "
                 "ON d.blob_id = b.id WHERE b.digest = ?")
 
 
-def _read_piece(conn: sqlite3.Connection, root: str, digest: str, offset: int, length: int,
-                exact: bool = False) -> bytes:
-    """`length` bytes (-1: all the rest) of a body from `offset`: from blob_bodies when it is
-    stored inline, else from its file. With `exact` a piece shorter than asked is an error:
-    its length is already on the wire as a literal's."""
+def _read_piece(conn: sqlite3.Connection, root: str, digest: str, offset: int,
+                length: int) -> bytes:
+    """Up to `length` bytes (-1: all the rest) of a body from `offset`: from blob_bodies when
+    it is stored inline, else from its file."""
     if length < 0:
         row = conn.execute(_INLINE_REST, (offset + 1, digest)).fetchone()
     else:
         row = conn.execute(_INLINE_PIECE, (offset + 1, length, digest)).fetchone()
     if row is not None:
-        data = bytes(row[0]) if row[0] is not None else b""
-        if exact and len(data) < length:
-            raise StorageError("a stored message is shorter than recorded")
-        return data
-    return _read_file_piece(root, digest, offset, length, exact)
+        return row[0] or b""     # substr() of an empty blob is NULL
+    return _read_file_piece(root, digest, offset, length, exact=False)
 
 
 def _read_file_piece(root: str, digest: str, offset: int, length: int, exact: bool) -> bytes:
-    """The file half of `_read_piece`, by plain string path (blobs.py: root/<2 hex>/<digest>)
-    and pread: many small reads in a row are dominated by pathlib otherwise."""
+    """A piece of a body kept as a file, by plain string path (blobs.py:
+    root/<2 hex>/<digest>) and pread: many small reads in a row are dominated by pathlib
+    otherwise. With `exact` a piece shorter than asked is an error: its length is already on
+    the wire as a literal's."""
     try:
         fd = os.open(f"{root}/{digest[:2]}/{digest}", os.O_RDONLY)
     except FileNotFoundError:

@@ -41,6 +41,28 @@ async def open_with_user(data_dir: Path, inline_max: int = INLINE_MAX
     return store, acct.id, box.id
 
 
+async def append_one(store: SQLiteStore, box_id: int, data: bytes) -> str:
+    """APPEND `data` to the mailbox; its digest."""
+    staged = await store.blobs.stage(data)
+    try:
+        await store.append(box_id, [AppendItem(staged)])
+    finally:
+        staged.discard()
+    return staged.digest
+
+
+async def stored_as_file(data_dir: Path, data: bytes) -> str:
+    """`data` appended by a store that keeps every body in a file (as casella did before
+    schema version 6), then closed; its digest."""
+    store, _, box_id = await open_with_user(data_dir, inline_max=-1)
+    try:
+        digest = await append_one(store, box_id, data)
+        assert len(files_in(store.blobs)) == 1
+        return digest
+    finally:
+        await store.close()
+
+
 def body_rows(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "casella.db") as conn:
         return conn.execute("SELECT count(*) FROM blob_bodies").fetchone()[0]
@@ -109,16 +131,8 @@ async def test_delivered_small_body_lives_in_the_database_and_reads_in_pieces(tm
 async def test_same_content_is_kept_once_whichever_way_it_was_first_stored(tmp_path: Path
                                                                          ) -> None:
     data_dir = tmp_path / "data"
-    # First as a file (as a casella before schema version 6 stored every body)...
-    store, acct_id, box_id = await open_with_user(data_dir, inline_max=-1)
     data = message(1, 5_000)
-    try:
-        staged = await store.blobs.stage(data)
-        await store.append(box_id, [AppendItem(staged)])
-        staged.discard()
-        assert len(files_in(store.blobs)) == 1
-    finally:
-        await store.close()
+    await stored_as_file(data_dir, data)     # first as a file...
     # ...then again, small enough to be inline: the file is referenced, nothing is added.
     store, acct_id, box_id = await open_with_user(data_dir)
     try:
@@ -149,14 +163,12 @@ async def test_same_small_content_twice_is_one_row(tmp_path: Path) -> None:
     store, acct_id, box_id = await open_with_user(data_dir)
     try:
         data = message(7, 3_000)
-        for _ in range(2):
-            staged = await store.blobs.stage(data)
-            await store.append(box_id, [AppendItem(staged)])
-            staged.discard()
+        digest = await append_one(store, box_id, data)
+        assert await append_one(store, box_id, data) == digest
         assert body_rows(data_dir) == 1 and files_in(store.blobs) == []
         await store.remove_messages(box_id, [(1, 1)])
         assert body_rows(data_dir) == 1
-        assert await store.read_blob(staged.digest) == data
+        assert await store.read_blob(digest) == data
     finally:
         await store.close()
 
@@ -164,26 +176,17 @@ async def test_same_small_content_twice_is_one_row(tmp_path: Path) -> None:
 async def test_one_read_mixes_bodies_in_files_and_in_the_database(tmp_path: Path) -> None:
     """An upgraded store holds both: read_blobs answers each piece from where it is."""
     data_dir = tmp_path / "data"
-    store, _, box_id = await open_with_user(data_dir, inline_max=-1)
-    old = message(1, 4_000)
-    try:
-        staged = await store.blobs.stage(old)
-        await store.append(box_id, [AppendItem(staged)])
-        staged.discard()
-    finally:
-        await store.close()
+    old, new = message(1, 4_000), message(2, 4_000)
+    in_file = await stored_as_file(data_dir, old)
     store, _, box_id = await open_with_user(data_dir)
-    new = message(2, 4_000)
     try:
-        staged_new = await store.blobs.stage(new)
-        await store.append(box_id, [AppendItem(staged_new)])
-        staged_new.discard()
+        inline = await append_one(store, box_id, new)
         assert len(files_in(store.blobs)) == 1 and body_rows(data_dir) == 1
-        got = await store.read_blobs([(staged.digest, 10, 20), (staged_new.digest, 0, len(new)),
-                                      (staged.digest, 0, len(old)), (staged_new.digest, 7, 3)])
+        got = await store.read_blobs([(in_file, 10, 20), (inline, 0, len(new)),
+                                      (in_file, 0, len(old)), (inline, 7, 3)])
         assert got == [old[10:30], new, old, new[7:10]]
         with pytest.raises(StorageError):
-            await store.read_blobs([(staged.digest, 0, 10), ("f" * 64, 0, 10)])
+            await store.read_blobs([(in_file, 0, 10), ("f" * 64, 0, 10)])
     finally:
         await store.close()
 
@@ -200,10 +203,18 @@ async def test_a_file_body_never_reads_the_bytes_left_under_a_reused_blob_id(tmp
             conn.execute("INSERT INTO blob_bodies (blob_id, data) VALUES (?, x'00')",
                          (next_id,))
         data = message(3, 2_000)
-        staged = await store.blobs.stage(data)
-        await store.append(box_id, [AppendItem(staged)])
-        staged.discard()
-        assert await store.read_blob(staged.digest) == data
+        assert await store.read_blob(await append_one(store, box_id, data)) == data
         assert body_rows(data_dir) == 0
+    finally:
+        await store.close()
+
+
+async def test_an_empty_body_reads_back_empty(tmp_path: Path) -> None:
+    store, _, box_id = await open_with_user(tmp_path / "data")
+    try:
+        digest = await append_one(store, box_id, b"")
+        assert await store.read_blob(digest) == b""
+        assert await store.read_blob(digest, 0, 10) == b""
+        assert await store.read_blobs([(digest, 0, 0)]) == [b""]
     finally:
         await store.close()
