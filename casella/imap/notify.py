@@ -149,7 +149,10 @@ class Notifier:
                 items += ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
             if "MESSAGEEXPUNGE" in events:
                 items.append("MESSAGES")
-            if "FLAGCHANGE" in events and self.s.condstore:
+            if "FLAGCHANGE" in events:
+                # The starting point that later flag changes are measured from; sent
+                # whether or not the session enabled CONDSTORE, as Dovecot does (the server
+                # has it, and FlagChange asks for it).
                 items += ["UIDVALIDITY", "HIGHESTMODSEQ"]
             if items:
                 out.append(_status(self.s, mb.name, mb, list(dict.fromkeys(items))))

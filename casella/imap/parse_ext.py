@@ -234,8 +234,13 @@ def notify(r: Reader) -> c.Notify:
     if sum(1 for g in groups if g.filter.startswith("SELECTED")) > 1:
         raise ParseError("only one of SELECTED and SELECTED-DELAYED may be given")
     for g in groups:
+        if not g.filter.startswith("SELECTED"):
+            # For other mailboxes the events only choose what STATUS reports, and any
+            # combination makes sense (Dovecot accepts MessageExpunge alone there too).
+            continue
         names = {e.name for e in g.events or ()}
-        # RFC 5465 §5: MessageNew and MessageExpunge go together; FlagChange and
+        # RFC 5465 §5: for the selected mailbox, MessageNew and MessageExpunge go together
+        # (EXISTS and EXPUNGE keep the sequence numbers right); FlagChange and
         # AnnotationChange need both.
         if ("MESSAGENEW" in names) != ("MESSAGEEXPUNGE" in names):
             raise ParseError("MessageNew and MessageExpunge must be asked for together")

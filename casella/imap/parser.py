@@ -190,8 +190,9 @@ def _list(r: Reader) -> c.List:
 
         returns = r.paren_list(option)
     sel = frozenset(selection)
-    if "RECURSIVEMATCH" in sel and sel == {"RECURSIVEMATCH"}:
-        # RFC 5258 §3: RECURSIVEMATCH alone is an error.
+    if "RECURSIVEMATCH" in sel and not sel - {"RECURSIVEMATCH", "REMOTE"}:
+        # RFC 5258 §3: RECURSIVEMATCH "MUST NOT occur as the only selection option (or only
+        # with REMOTE)".
         raise ParseError("RECURSIVEMATCH needs another selection option")
     return c.List(reference, patterns, sel, frozenset(returns), status_items, extended)
 

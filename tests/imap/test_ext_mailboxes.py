@@ -41,6 +41,11 @@ def test_list_extended_rfc5258_examples(srv) -> None:
     lines = raw.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
     assert b'* LIST (\\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))' in lines
     assert b'* LIST (\\HasChildren) "/" Vegetable ("CHILDINFO" ("SUBSCRIBED"))' in lines
+    # A parent whose only subscribed child matches the patterns itself gets no CHILDINFO.
+    lines = raw.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" ("Fruit" "Fruit/Banana")')
+    assert lines == [b'* LIST (\\HasNoChildren \\Subscribed) "/" Fruit/Banana']
+    _, tagged = raw.command('LIST (RECURSIVEMATCH REMOTE) "" "%"')
+    assert tagged.split(b" ")[1] == b"BAD"
     lines = raw.ok('LIST "" ("INBOX" "Fruit/%")')
     assert [x.rsplit(b" ", 1)[1] for x in lines] == [b"INBOX", b"Fruit/Apple", b"Fruit/Banana"]
     lines = raw.ok('LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)')

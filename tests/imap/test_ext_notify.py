@@ -161,8 +161,8 @@ def test_notify_refusals(srv) -> None:
                             "AnnotationChange))")
     assert b"NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName " \
         b"SubscriptionChange)]" in tagged
-    for command in ("NOTIFY SET (personal (MessageNew))",
-                    "NOTIFY SET (personal (FlagChange))",
+    for command in ("NOTIFY SET (selected (MessageNew))",
+                    "NOTIFY SET (selected (FlagChange))",
                     ("NOTIFY SET (selected (MessageNew MessageExpunge)) (selected-delayed "
                      "(MessageNew MessageExpunge))"),
                     "NOTIFY SET (selected (MailboxName))",
@@ -173,4 +173,26 @@ def test_notify_refusals(srv) -> None:
         assert b" BAD " in tagged, command
     raw.ok("NOOP")
     time.sleep(0.05)
+    raw.close()
+
+
+def test_notify_status_for_single_events(srv) -> None:
+    """RFC 5465 §3.1 with Dovecot's reading: outside the selected mailbox one event alone is
+    accepted (it picks what STATUS reports): MessageExpunge gives MESSAGES, MessageNew
+    MESSAGES UIDNEXT UIDVALIDITY, FlagChange UIDVALIDITY HIGHESTMODSEQ; the session goes on."""
+    acct = new_user(srv)
+    raw = other(srv, acct)
+    raw.ok("CREATE Box2")
+    deliver(srv, acct, message("one"), mailbox="Box2")
+    (line,) = raw.ok("STATUS Box2 (UIDNEXT UIDVALIDITY HIGHESTMODSEQ)")
+    values = line.split(b"(")[1].rstrip(b")").split()
+    uidnext, uidvalidity, hms = values[1], values[3], values[5]
+    assert raw.ok("NOTIFY SET STATUS (mailboxes Box2 (MessageExpunge))") == \
+        [b"* STATUS Box2 (MESSAGES 1)"]
+    assert raw.ok("NOTIFY SET STATUS (mailboxes Box2 (MessageNew))") == \
+        [b"* STATUS Box2 (MESSAGES 1 UIDNEXT %s UIDVALIDITY %s)" % (uidnext, uidvalidity)]
+    assert raw.ok("NOTIFY SET STATUS (mailboxes Box2 (FlagChange))") == \
+        [b"* STATUS Box2 (UIDVALIDITY %s HIGHESTMODSEQ %s)" % (uidvalidity, hms)]
+    assert raw.ok("NOTIFY SET (mailboxes Box2 (MessageNew MessageExpunge FlagChange))") == []
+    raw.ok("NOOP")
     raw.close()

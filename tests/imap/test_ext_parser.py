@@ -74,6 +74,13 @@ GOOD: list[tuple[bytes, c.Command]] = [
     (b"a NOTIFY SET (personal (MessageNew MessageExpunge))",
      c.Notify((c.NotifyGroup("PERSONAL", (), (c.NotifyEvent("MESSAGENEW"),
                                               c.NotifyEvent("MESSAGEEXPUNGE"))),))),
+    # Outside the selected mailbox any event combination only picks what STATUS reports
+    # (accepted as Dovecot does).
+    (b"a NOTIFY SET STATUS (mailboxes Lists (MessageExpunge))",
+     c.Notify((c.NotifyGroup("MAILBOXES", (b"Lists",), (c.NotifyEvent("MESSAGEEXPUNGE"),)),),
+              True)),
+    (b"a NOTIFY SET (inboxes (FlagChange))",
+     c.Notify((c.NotifyGroup("INBOXES", (), (c.NotifyEvent("FLAGCHANGE"),)),))),
     (b"a NOTIFY SET STATUS (mailboxes (INBOX Sent) NONE)",
      c.Notify((c.NotifyGroup("MAILBOXES", (b"INBOX", b"Sent"), None),), True)),
 ]
@@ -119,7 +126,9 @@ BAD: list[tuple[bytes, str]] = [
     (b"a APPEND INBOX UTF8 ({3}\r\nabc)", "literal8"),
     (b"a COMPRESS", "missing"),
     (b"a NOTIFY SET STATUS", "missing"),
-    (b"a NOTIFY SET (inboxes (MessageNew))", "together"),
+    (b"a NOTIFY SET (selected (MessageNew))", "together"),
+    (b"a NOTIFY SET (selected-delayed (MessageExpunge FlagChange))", "together"),
+    (b"a NOTIFY SET (selected (FlagChange))", "FlagChange needs"),
     (b"a GETQUOTAROOT", "missing"),
     (b"a SETQUOTA x (STORAGE)", "space"),
 ]

@@ -278,6 +278,7 @@ BAD: list[tuple[bytes, str]] = [
     (b"a LIST", "missing"),
     (b'a LIST "" ()', "at least one"),
     (b'a LIST (RECURSIVEMATCH) "" *', "RECURSIVEMATCH"),
+    (b'a LIST (RECURSIVEMATCH REMOTE) "" *', "RECURSIVEMATCH"),
     (b'a LIST "" * RETURN (FOO)', "unexpected"),
     (b'a LIST "" * FOO (CHILDREN)', "unexpected"),
     (b"a ENABLE", "missing"),

@@ -304,8 +304,12 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Done:
                 shown.add(name)
                 lines.append((name, by_name.get(name), b""))
         if "RECURSIVEMATCH" in sel:
-            # RFC 5258 §3: parents that match, with a subscribed child that does not show.
+            # RFC 5258 §3: a parent that matches, is not itself listed, and has a subscribed
+            # descendant that does not match the patterns (one that matches is listed itself
+            # and needs no CHILDINFO).
             for name in names:
+                if name in shown:
+                    continue
                 for parent in _parents(name):
                     if parent not in shown and matches(parent):
                         shown.add(parent)
