@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv serve test bench fuzz clean
+.PHONY: venv serve test bench imaptest fuzz clean
 FUZZ_SECONDS ?= 60
 
 venv: $(STAMP)
@@ -23,6 +23,11 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Dovecot's imaptest: the scripted suite and stress runs (10 and 50 clients) against a casella
+# it starts, and against a private Dovecot when one is installed. Skips when imaptest is not.
+imaptest: venv
+	$(BIN)/python -m bench.imaptest $(IMAPTEST_ARGS)
 
 # Each atheris target in fuzz/ for FUZZ_SECONDS (FUZZ_TARGETS=imap to pick); crashes land in
 # var/fuzz/artifacts/.
