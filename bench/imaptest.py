@@ -315,11 +315,12 @@ def report(scripted: dict[str, list[GroupResult]], stress: dict[str, list[Stress
                              f"{', '.join(skipped)}")
             for g in res:
                 if g.status == "failed":
-                    lines += [f"", f"{label} FAILED {g.name}:", "```", g.detail, "```"]
+                    lines += ["", f"{label} FAILED {g.name}:", "```", g.detail, "```"]
         lines.append("")
     if stress:
-        lines += ["## Stress (imaptest's default command mix, "
-                  f"{STRESS_USERS} users, {args.secs} s per run)", "",
+        title = (f"## Stress (imaptest's default command mix, {STRESS_USERS} users, "
+                 f"{args.secs} s per run)")
+        lines += [title, "",
                   "| server | clients | commands/s | errors |", "|---|---:|---:|---:|"]
         for label in labels:
             for s in stress.get(label, []):
