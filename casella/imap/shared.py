@@ -117,6 +117,12 @@ class SharedMailboxState:
                 # That claim was asked for after UID `highest_new` was committed, so it takes
                 # everything up to it: no need to wait for its answer.
                 return None
+            if running[1].done():
+                # Finished, but its done-callback (which records the claim and clears this
+                # entry) waits for its turn on the loop. Awaiting a finished task never yields,
+                # so looping on it would spin for ever and the callback would never run.
+                await asyncio.sleep(0)
+                continue
             try:
                 await asyncio.shield(running[1])
             except Exception:       # noqa: BLE001 - the claimer reports it; look again
