@@ -205,12 +205,15 @@ class Session:
             await self.notifier.absorb(mailbox_id, names)
 
     def enable_condstore(self) -> bool:
-        """Turn CONDSTORE on (RFC 7162 §3.1); True when this call turned it on."""
+        """Turn CONDSTORE on (RFC 7162 §3.1); True when this call turned it on. A mailbox
+        selected before then learns its HIGHESTMODSEQ now, in an untagged OK (§3.1)."""
         if self.condstore:
             return False
         self.condstore = True
         if self.selected is not None:
             self.selected.condstore = True
+            self.write(r.status("*", "OK", "Highest",
+                                f"HIGHESTMODSEQ {self.selected.modseq}"))
         return True
 
     def enable_qresync(self) -> None:
