@@ -378,7 +378,8 @@ class SAnd:
 SearchKey = (SAll | SFlag | SRecent | SDate | SSize | SHeader | SText | SSeq | SUid | SNot | SOr
              | SAnd | SModseq | SWithin | SSaveDate | SObjectId)
 
-SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+# RFC 4731 / RFC 9051 §6.4.4, SAVE (RFC 5182), CONTEXT UPDATE PARTIAL (RFC 5267 §4, RFC 9394).
+SEARCH_RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,15 @@ class Search:
     key: SearchKey
     charset: str | None = None
     returns: tuple[str, ...] | None = None    # RETURN (...) given (RFC 4731 / RFC 9051 §6.4.4)
+    # PARTIAL's range (first, last), 1-based and first <= last; both negative count from the
+    # end of the result (RFC 9394 §3.1: -1 is the last result), e.g. (-1, -100).
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE "tag"... (RFC 5267 §4.3.5)."""
+    tags: tuple[str, ...]
 
 
 # SORT / THREAD (RFC 5256, RFC 5957) ---------------------------------------------------------
@@ -408,6 +418,8 @@ class Sort:
     criteria: tuple[SortKey, ...]
     charset: str
     key: SearchKey
+    returns: tuple[str, ...] | None = None    # ESORT / CONTEXT=SORT (RFC 5267 §3, §4)
+    partial: tuple[int, int] | None = None    # as Search.partial
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +489,8 @@ class Idle:
 Command = (Capability | Noop | Logout | Id | StartTLS | Authenticate | Login | Enable | Namespace
            | Select | Create | Delete | Rename | Subscribe | Unsubscribe | List | Lsub | Status
            | Append | Check | Close | Unselect | Expunge | Copy | Move | Store | Fetch | Search
-           | Idle | Sort | Thread | GetQuota | GetQuotaRoot | SetQuota | Compress | Notify)
+           | Idle | Sort | Thread | GetQuota | GetQuotaRoot | SetQuota | Compress | Notify
+           | CancelUpdate)
 
 
 @dataclass(frozen=True, slots=True)

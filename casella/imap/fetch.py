@@ -75,9 +75,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
     assert view is not None
     if cmd.vanished and not s.qresync:
         raise Bad("VANISHED needs ENABLE QRESYNC first")       # RFC 7162 §3.2.6
-    newly = False
     if cmd.changedsince is not None or any(i.name == "MODSEQ" for i in cmd.items):
-        newly = s.enable_condstore()         # RFC 7162 §3.1: a CONDSTORE enabling command
+        s.enable_condstore()         # RFC 7162 §3.1: a CONDSTORE enabling command
     uids = view.resolve(cmd.messages, cmd.uid, s.saved_search)
     if cmd.vanished:
         assert cmd.changedsince is not None
@@ -86,10 +85,6 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
     if missing and not cmd.uid:
         # RFC 2180 §4.1.3, as Dovecot does: the others were answered.
         raise No("Some of the requested messages no longer exist", "EXPUNGEISSUED")
-    if newly:
-        # RFC 7162 §3.1: the first CONDSTORE enabling command while a mailbox is selected
-        # tells the client the mailbox's HIGHESTMODSEQ.
-        return Done("FETCH completed", f"HIGHESTMODSEQ {view.modseq}")
     return Done("FETCH completed")
 
 

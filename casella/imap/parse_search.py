@@ -1,6 +1,7 @@
 """The SEARCH key grammar (RFC 9051 §6.4.4) and the commands built on it: SEARCH with RETURN
-options (RFC 4731, SEARCHRES RFC 5182), SORT (RFC 5256, DISPLAY keys RFC 5957) and THREAD
-(RFC 5256). Extension keys: MODSEQ (RFC 7162 §3.1.5), OLDER / YOUNGER (WITHIN, RFC 5032),
+options (RFC 4731, SEARCHRES RFC 5182, CONTEXT / UPDATE / PARTIAL of RFC 5267 §4 with the
+PARTIAL ranges of RFC 9394), SORT with the same RETURN options (ESORT, RFC 5267 §3; RFC 5256,
+DISPLAY keys RFC 5957), THREAD (RFC 5256) and CANCELUPDATE (RFC 5267 §4.3.5). Extension keys: MODSEQ (RFC 7162 §3.1.5), OLDER / YOUNGER (WITHIN, RFC 5032),
 SAVEDBEFORE / SAVEDON / SAVEDSINCE / SAVEDATESUPPORTED (RFC 8514), EMAILID / THREADID
 (RFC 8474 §6).
 
@@ -29,6 +30,8 @@ _DATE_KEYS = {"BEFORE": ("before", False), "ON": ("on", False), "SINCE": ("since
               "SENTSINCE": ("since", True)}
 _SAVED_KEYS = {"SAVEDBEFORE": "before", "SAVEDON": "on", "SAVEDSINCE": "since"}
 _OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+_PARTIAL = re.compile(rb"(-?)([0-9]{1,20}):(-?)([0-9]{1,20})")
+_NZ_MAX = 0xFFFFFFFF
 _ENTRY_TYPES = ("PRIV", "SHARED", "ALL")
 
 
@@ -149,17 +152,55 @@ def _charset(r: Reader) -> str:
         raise ParseError("invalid charset name") from None
 
 
+def partial_range(r: Reader) -> tuple[int, int]:
+    """RFC 9394 §4 (RFC 5267 §4.4): partial-range-first = nz-number ":" nz-number, or
+    partial-range-last = "-" nz-number ":-" nz-number; never "*". 500:400 is 400:500 and
+    -500:-400 is -400:-500, so the answer is ordered: (400, 500), (-400, -500)."""
+    m = _PARTIAL.fullmatch(r.match_re(_PARTIAL, "a partial range such as 1:100 or -1:-100"))
+    assert m is not None
+    first, last = int(m[2]), int(m[4])
+    if m[1] != m[3]:
+        raise ParseError("both ends of a partial range must have the same sign")
+    if not (0 < first <= _NZ_MAX and 0 < last <= _NZ_MAX):
+        raise ParseError("a partial range counts from 1 to 4294967295")
+    if first > last:
+        first, last = last, first
+    return (-first, -last) if m[1] else (first, last)
+
+
+def return_options(r: Reader) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """`(` [option *(SP option)] `)` after RETURN: the options (each once, in the order given)
+    and PARTIAL's range."""
+    partial: tuple[int, int] | None = None
+
+    def option() -> str:
+        nonlocal partial
+        word = r.keyword(*c.SEARCH_RETURN_OPTIONS)
+        if word == "PARTIAL":
+            if partial is not None:
+                raise ParseError("PARTIAL given twice")
+            r.sp()
+            partial = partial_range(r)
+        return word
+
+    returns = tuple(dict.fromkeys(r.paren_list(option)))
+    if partial is not None and "ALL" in returns:
+        # RFC 5267 §4.4, RFC 9394 §3.1: one PARTIAL, one ALL, or neither.
+        raise ParseError("PARTIAL and ALL cannot be used together")
+    return returns, partial
+
+
 def search(uid: bool) -> Callable[[Reader], c.Search]:
     def parse(r: Reader) -> c.Search:
         r.sp()
         returns: tuple[str, ...] | None = None
+        partial: tuple[int, int] | None = None
         charset: str | None = None
         save = r.pos
         word = _peek_word(r)
         if word == b"RETURN":
             r.sp()
-            opts = r.paren_list(lambda: r.keyword(*c.SEARCH_RETURN_OPTIONS))
-            returns = tuple(dict.fromkeys(opts))
+            returns, partial = return_options(r)
             r.sp()
             save = r.pos
             word = _peek_word(r)
@@ -169,14 +210,38 @@ def search(uid: bool) -> Callable[[Reader], c.Search]:
             r.sp()
         else:
             r.pos = save
-        return c.Search(uid, search_program(r), charset, returns)
+        return c.Search(uid, search_program(r), charset, returns, partial)
     return parse
 
 
+def cancelupdate(r: Reader) -> c.CancelUpdate:
+    """RFC 5267 §5: "CANCELUPDATE" 1*(SP quoted)."""
+    tags = []
+    while r.maybe_sp():
+        raw = r.quoted()
+        try:
+            tags.append(raw.decode("ascii"))
+        except UnicodeDecodeError:
+            raise ParseError("a tag is ASCII") from None
+        if len(tags) > 100:
+            raise ParseError("too many tags", code="LIMIT")
+    if not tags:
+        raise ParseError("CANCELUPDATE needs the tag of a searching command")
+    return c.CancelUpdate(tuple(tags))
+
+
 def sort(uid: bool) -> Callable[[Reader], c.Sort]:
-    """RFC 5256 §3: SORT (criteria) charset search-key...; RFC 5957 adds DISPLAYFROM/TO."""
+    """RFC 5256 §3: SORT (criteria) charset search-key...; RFC 5957 adds DISPLAYFROM/TO;
+    RFC 5267 §5: extended-sort = ["UID" SP] "SORT" search-return-opts SP sort-criteria ..."""
     def parse(r: Reader) -> c.Sort:
         r.sp()
+        returns: tuple[str, ...] | None = None
+        partial: tuple[int, int] | None = None
+        if r.peek() != 0x28:
+            r.keyword("RETURN")
+            r.sp()
+            returns, partial = return_options(r)
+            r.sp()
         pending_reverse = False
 
         def criterion() -> c.SortKey | None:
@@ -202,7 +267,7 @@ def sort(uid: bool) -> Callable[[Reader], c.Sort]:
         r.sp()
         charset = _charset(r)
         r.sp()
-        return c.Sort(uid, criteria, charset, search_program(r))
+        return c.Sort(uid, criteria, charset, search_program(r), returns, partial)
     return parse
 
 

@@ -267,6 +267,7 @@ _COMMANDS: dict[bytes, Callable[[Reader], c.Command]] = {
     b"SETQUOTA": parse_ext.setquota,
     b"COMPRESS": parse_ext.compress,
     b"NOTIFY": parse_ext.notify,
+    b"CANCELUPDATE": parse_search.cancelupdate,
 }
 
 _UID_COMMANDS: dict[bytes, Callable[[Reader], c.Command]] = {

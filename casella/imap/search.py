@@ -130,6 +130,8 @@ class Criteria:
         self.needs_ids = False
         self.has_modseq = False         # a MODSEQ key: the answer names the highest MODSEQ
         self.max_modseq = 0             # ... of the messages found
+        self.modseqs: dict[int, int] = {}   # UID -> MODSEQ of each found (with a MODSEQ key)
+        self.has_within = False         # OLDER / YOUNGER: the answer changes with the clock
         self.now = time.time()
         self.largest_uid = view.uids[-1] if view.uids else 0
         self._seq_sets: dict[int, set[int]] = {}
@@ -172,6 +174,8 @@ class Criteria:
             self.has_modseq = True
         elif isinstance(key, c.SObjectId):
             self.needs_ids = True
+        elif isinstance(key, c.SWithin):
+            self.has_within = True
         elif isinstance(key, c.SNot):
             self._scan(key.key)
         elif isinstance(key, c.SOr):
@@ -229,6 +233,28 @@ class Criteria:
                 return True
             return needle in (m.text or "")
         raise TypeError(f"unknown search key {key!r}")
+
+    def freeze(self) -> None:
+        """For an update context (RFC 5267 §4.3), which evaluates the program again whenever
+        messages change: its sequence numbers, UID ranges and `$` keep naming the messages
+        they named when the command ran (as Dovecot turns them into UIDs), whatever is
+        expunged, added or saved later."""
+        self.saved = tuple(self.saved)
+        self._freeze(self.key)
+
+    def _freeze(self, key: c.SearchKey) -> None:
+        if isinstance(key, c.SSeq):
+            self._seq_set(key)
+        elif isinstance(key, c.SUid):
+            self._in_uid_set(key, 0)
+        elif isinstance(key, c.SNot):
+            self._freeze(key.key)
+        elif isinstance(key, c.SOr):
+            self._freeze(key.a)
+            self._freeze(key.b)
+        elif isinstance(key, c.SAnd):
+            for k in key.keys:
+                self._freeze(k)
 
     def _seq_set(self, key: c.SSeq) -> set[int]:
         found = self._seq_sets.get(id(key))
@@ -293,20 +319,23 @@ def _date_op(op: str, have: datetime.date, want: datetime.date) -> bool:
 
 async def run_search(store: Store, view: SelectedView, criteria: Criteria,
                      on_batch: Callable[[], object] | None = None,
-                     matched: list[MessageMeta] | None = None) -> list[int]:
+                     matched: list[MessageMeta] | None = None,
+                     only: Sequence[int] | None = None) -> list[int]:
     """The UIDs (ascending) of the messages in the view that match; their metadata is added
-    to `matched` when given (SORT, THREAD)."""
+    to `matched` when given (SORT, THREAD). `only`: look at these UIDs of the view (ascending)
+    and no others (an update context re-evaluating the messages that changed)."""
     if not view.uids:
         return []
-    if criteria.pushdown is not None and matched is None:
+    if criteria.pushdown is not None and matched is None and only is None:
         # Flags, internal dates and sizes only: the store answers (UIDs above the view's last
         # one are messages this session has not been told about yet).
         found = await store.search_uids(view.mailbox_id, view.uids[-1], **criteria.pushdown)
         if view.pending_expunge:
             found = [u for u in found if u not in view.pending_expunge]
         return found
-    uids = [u for u in view.uids if u not in view.pending_expunge] if view.pending_expunge \
-        else view.uids
+    uids = view.uids if only is None else only
+    if view.pending_expunge:
+        uids = [u for u in uids if u not in view.pending_expunge]
     found = []
     for start in range(0, len(uids), BATCH):
         chunk = uids[start:start + BATCH]
@@ -333,8 +362,10 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
                     kept.append(msg)
             candidates = kept
         found.extend(m.meta.uid for m in candidates)
-        for m in candidates:
-            criteria.max_modseq = max(criteria.max_modseq, m.meta.modseq)
+        if criteria.has_modseq:
+            for m in candidates:
+                criteria.max_modseq = max(criteria.max_modseq, m.meta.modseq)
+                criteria.modseqs[m.meta.uid] = m.meta.modseq
         if matched is not None:
             matched.extend(m.meta for m in candidates)
     return found

@@ -5,7 +5,8 @@ seen, \\Recent claimed by this session (RFC 3501 §2.3.2, IMAP4rev1 only), the k
 in FLAGS, messages expunged elsewhere but not yet announced, and `sync`, which asks the store
 what changed since that MODSEQ and turns it into EXPUNGE (VANISHED once QRESYNC is enabled,
 RFC 7162 §3.2.10) / FETCH (FLAGS, with UID and MODSEQ once CONDSTORE is enabled, RFC 7162
-§3.1.4) / EXISTS / RECENT.
+§3.1.4) / EXISTS / RECENT, followed by the ADDTO / REMOVEFROM of the view's search and sort
+contexts (casella.imap.contexts, RFC 5267 §4.3).
 
 The rule behind it (RFC 3501 §7.4.1, RFC 9051 §7.5.1, PROMISES X1): EXPUNGE is never sent
 while answering FETCH, STORE or SEARCH, so an expunge seen then is kept "pending": the message
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from casella.errors import StorageError
 from casella.imap import responses as r
 from casella.imap import seqset
+from casella.imap.contexts import Contexts
 from casella.imap.errors import Bad, Bye
 from casella.imap.shared import shared_state
 from casella.store.base import Store
@@ -39,6 +41,10 @@ class SelectedView:
         self.readonly = readonly
         self.rev2 = rev2
         self.modseq = mb.highestmodseq
+        # The newest MODSEQ this session knows was committed here (its own writes count, which
+        # `modseq` may trail): the update contexts look again only when it moved past theirs.
+        self.known_modseq = mb.highestmodseq
+        self.contexts = Contexts()      # RETURN (UPDATE) searches and sorts (RFC 5267 §4)
         self.uids: array[int] = array("Q", snapshot.uids)
         self.pending_expunge: set[int] = set()
         # Our own flag changes already reported to the client: uid -> modseq.
@@ -179,6 +185,8 @@ class SelectedView:
         if not seqs:
             return b""
         gone = {self.uids[s - 1] for s in seqs}
+        # RFC 5267 §4.3.4: REMOVEFROM before the expunge, while the numbers still hold.
+        removefrom = self.contexts.expunged(self, gone) if self.contexts else b""
         if self.qresync:
             out = b"* VANISHED " + seqset.compress(sorted(gone)) + b"\r\n"
         else:
@@ -190,7 +198,7 @@ class SelectedView:
         self.pending_expunge -= gone
         for u in gone:
             self.own.pop(u, None)
-        return out
+        return removefrom + out
 
     # --- synchronising with the store ----------------------------------------------------
 
@@ -221,7 +229,11 @@ class SelectedView:
         last = self.uids[-1] if self.uids else 0
         if self.claims_recent and changes.messages and changes.messages[-1].uid > last:
             claim = await self.claim(store, changes.messages[-1].uid)
-        return self.apply(changes, allow_expunge, claim)
+        out = self.apply(changes, allow_expunge, claim)
+        if self.contexts:
+            # After the EXISTS: ADDTO may name the new messages (RFC 5267 §4.3.3).
+            out += await self.contexts.refresh(store, self)
+        return out
 
     def own_change(self, highestmodseq: int) -> None:
         """This session's own write (STORE, EXPUNGE, a FETCH that set \\Seen) committed as
@@ -229,6 +241,7 @@ class SelectedView:
         reflected in the view. When it is the very next
         change of the mailbox there is nothing to ask the store about it: the view moves on,
         and the bus event it caused needs no sync (Subscription.pending_after)."""
+        self.known_modseq = max(self.known_modseq, highestmodseq)
         if highestmodseq == self.modseq + 1:
             self.modseq = highestmodseq
 
@@ -237,6 +250,7 @@ class SelectedView:
         """This session appended `uids` here, committed as MODSEQ `highestmodseq`, the very
         next change (`appended_next`): announce them (EXISTS, RECENT) without a store query."""
         self.modseq = highestmodseq
+        self.known_modseq = max(self.known_modseq, highestmodseq)
         self.uidnext = max(self.uidnext, uids[-1] + 1)
         new = [u for u in uids if not self.uids or u > self.uids[-1]]
         self.last_new = new
@@ -298,6 +312,7 @@ class SelectedView:
                     out.append(self.learn_keywords(m.flags))
             out.append(self._announce_new(new, claim))
         self.modseq = max(self.modseq, mb.highestmodseq)
+        self.known_modseq = max(self.known_modseq, self.modseq)
         self.own.clear()
         # Only NOTIFY's FETCH for the messages just announced looks at this.
         self.own_new.intersection_update(new)

@@ -205,12 +205,15 @@ class Session:
             await self.notifier.absorb(mailbox_id, names)
 
     def enable_condstore(self) -> bool:
-        """Turn CONDSTORE on (RFC 7162 §3.1); True when this call turned it on."""
+        """Turn CONDSTORE on (RFC 7162 §3.1); True when this call turned it on. A mailbox
+        selected before then learns its HIGHESTMODSEQ now, in an untagged OK (§3.1)."""
         if self.condstore:
             return False
         self.condstore = True
         if self.selected is not None:
             self.selected.condstore = True
+            self.write(r.status("*", "OK", "Highest",
+                                f"HIGHESTMODSEQ {self.selected.modseq}"))
         return True
 
     def enable_qresync(self) -> None:
@@ -580,7 +583,17 @@ class Session:
     async def send_updates(self, mode: str, cmd: object) -> bool:
         """Untagged updates before the tagged reply. `mode` from the dispatch table: "noexp"
         for FETCH/STORE/SEARCH (no EXPUNGE, RFC 9051 §7.5.1), "force" to ask the store even
-        without a bus event (NOOP, CHECK), "normal" otherwise. True when something was sent."""
+        without a bus event (NOOP, CHECK), "normal" otherwise; then what this session's own
+        changes did to its update contexts (RFC 5267 §4.3). True when something was sent."""
+        sent = await self._sync_selected(mode, cmd)
+        view = self.selected
+        if view is not None and view.contexts:
+            out = await view.contexts.refresh(self.store, view)
+            self.write(out)
+            sent = sent or bool(out)
+        return sent
+
+    async def _sync_selected(self, mode: str, cmd: object) -> bool:
         view = self.selected
         sub = self.subscription
         if view is None or sub is None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.imap.util import (
     Raw,
     deliver,
@@ -109,7 +111,9 @@ def test_search_modseq(srv) -> None:
     lines = raw.ok("SELECT INBOX")
     base = code_value(lines, b"HIGHESTMODSEQ")
     raw.ok("STORE 2,4 +FLAGS (\\Draft)")
-    top = int(re.search(rb"MODSEQ \((\d+)\)", raw.ok("FETCH 4 (MODSEQ)")[0]).group(1))
+    lines = raw.ok("FETCH 4 (MODSEQ)")
+    assert lines[0] == b"* OK [HIGHESTMODSEQ %d] Highest" % (base + 1)     # RFC 7162 §3.1
+    top = int(re.search(rb"MODSEQ \((\d+)\)", lines[1]).group(1))
     assert raw.ok(f'SEARCH MODSEQ "/flags/\\\\draft" all {base + 1}') == \
         [b"* SEARCH 2 4 (MODSEQ %d)" % top]
     assert raw.ok(f"SEARCH MODSEQ {top + 1}") == [b"* SEARCH"]
@@ -120,13 +124,16 @@ def test_search_modseq(srv) -> None:
 
 def test_enabling_command_reports_highestmodseq(srv) -> None:
     """RFC 7162 §3.1: the first CONDSTORE enabling command while a mailbox is selected gets
-    HIGHESTMODSEQ in its tagged OK; from then on flag updates carry UID and MODSEQ."""
+    an untagged OK [HIGHESTMODSEQ] before its tagged reply, the next one does not; from then
+    on flag updates carry UID and MODSEQ."""
     acct = mailbox_with(srv, 2)
     raw = session(srv, acct)
     lines = raw.ok("SELECT INBOX")
     top = code_value(lines, b"HIGHESTMODSEQ")
-    _, tagged = raw.command("FETCH 1 (MODSEQ)")
-    assert tagged.endswith(b"OK [HIGHESTMODSEQ %d] FETCH completed" % top)
+    lines, tagged = raw.command("FETCH 1 (MODSEQ)")
+    assert lines[0] == b"* OK [HIGHESTMODSEQ %d] Highest" % top
+    assert tagged.endswith(b"OK FETCH completed")
+    assert not any(b"HIGHESTMODSEQ" in x for x in raw.ok("FETCH 2 (MODSEQ)"))
     other = session(srv, acct)
     other.ok("SELECT INBOX")
     other.ok("STORE 1 +FLAGS (\\Answered)")
@@ -134,6 +141,32 @@ def test_enabling_command_reports_highestmodseq(srv) -> None:
     (update,) = raw.ok("NOOP")
     assert re.fullmatch(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Answered( \\Recent)?\) MODSEQ \(\d+\)\)",
                         update)
+    raw.close()
+
+
+@pytest.mark.parametrize("command", [
+    "FETCH 1 (MODSEQ)",
+    "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+    "STORE 1 (UNCHANGEDSINCE 1000000) +FLAGS.SILENT (\\Seen)",
+    "SEARCH MODSEQ 1",
+    "SORT (ARRIVAL) UTF-8 MODSEQ 1",
+    "STATUS INBOX (HIGHESTMODSEQ)",
+])
+def test_every_enabling_command_reports_highestmodseq_once(srv, command: str) -> None:
+    """RFC 7162 §3.1: each CONDSTORE enabling command, issued first while a mailbox is
+    selected, is answered with an untagged OK [HIGHESTMODSEQ] before its tagged OK; SELECT
+    (CONDSTORE) leaves the old mailbox without one (its own answer names the new one's)."""
+    acct = mailbox_with(srv, 2)
+    raw = session(srv, acct)
+    top = code_value(raw.ok("SELECT INBOX"), b"HIGHESTMODSEQ")
+    lines = raw.ok(command)
+    assert lines.count(b"* OK [HIGHESTMODSEQ %d] Highest" % top) == 1, lines
+    assert not any(b"HIGHESTMODSEQ" in x for x in raw.ok("FETCH 1 (MODSEQ)"))
+    other = session(srv, acct)
+    other.ok("SELECT INBOX")
+    lines = other.ok("SELECT INBOX (CONDSTORE)")
+    assert len([x for x in lines if b"HIGHESTMODSEQ" in x]) == 1, lines
+    other.close()
     raw.close()
 
 

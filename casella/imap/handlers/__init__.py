@@ -61,6 +61,7 @@ TABLE: dict[type, tuple[Handler, int, str]] = {
     c.Search: (search.search, SELECTED, "noexp"),
     c.Sort: (sort.sort, SELECTED, "noexp"),
     c.Thread: (sort.thread, SELECTED, "noexp"),
+    c.CancelUpdate: (search.cancelupdate, SELECTED, "normal"),
 }
 
 # Commands that change nothing and read no message: repeated while nothing changes, they count

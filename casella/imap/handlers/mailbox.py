@@ -70,10 +70,10 @@ async def select(s: Session, tag: str, cmd: c.Select) -> Done:
     if cmd.qresync is not None and not s.qresync:
         # RFC 7162 §3.2.5: only after ENABLE QRESYNC.
         raise Bad("QRESYNC is not enabled (ENABLE QRESYNC first)")
-    if cmd.condstore:
-        s.enable_condstore()
     had_selected = s.selected is not None
     s.leave_selected()
+    if cmd.condstore:
+        s.enable_condstore()     # after leaving: the new mailbox's HIGHESTMODSEQ follows
     if had_selected and (s.rev2 or s.qresync):
         # RFC 9051 §7.1, RFC 7162 §3.2.11: the old mailbox's updates end here.
         s.write(r.status("*", "OK", "Previous mailbox closed", "CLOSED"))
