@@ -31,7 +31,7 @@ from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
 from casella.mail.sections import load_parts
-from casella.mail.text import SEARCH_FIELDS, body_text, decoded_headers, header_values
+from casella.mail.text import SEARCH_FIELDS, body_text, decoded_headers, header_values, search_texts
 from casella.store.model import SYSTEM_FLAGS, MessageIds, MessageMeta, MessageStatic
 
 if TYPE_CHECKING:
@@ -75,12 +75,13 @@ def _header_fields(header: bytes) -> dict[str, Any]:
 
 
 def cached_header_values(header: bytes, name: str) -> tuple[str, ...]:
-    """`header_values(header, name)` casefolded, from the cache when this block was seen."""
+    """`search_texts(header, name)` (casefolded; addresses in normal form), from the cache
+    when this block was seen."""
     fields = _header_fields(header)
     lname = name.lower()
     values = fields.get(lname)
     if values is None:
-        values = fields[lname] = tuple(v.casefold() for v in header_values(header, name))
+        values = fields[lname] = tuple(search_texts(header, name))
     return values  # type: ignore[no-any-return]
 
 

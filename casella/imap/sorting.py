@@ -1,21 +1,26 @@
 """SORT and THREAD algorithms (RFC 5256, DISPLAYFROM / DISPLAYTO of RFC 5957), pure.
 
-Lives here: base-subject extraction (RFC 5256 §2.1), the sort keys of one message (`SortInfo`,
-built from its stored header and metadata), `sort_messages`, and the ORDEREDSUBJECT and
-REFERENCES threading algorithms (RFC 5256 §3) with the THREAD response rendering. Strings are
-compared with the i;unicode-casemap idea (Unicode case folding). Must never: import asyncio,
+Lives here: base-subject extraction (RFC 5256 §2.1), the comparison form of SORT strings
+(`casemap`), the sort keys of one message (`SortInfo`, built from its stored header and
+metadata), `sort_messages`, and the ORDEREDSUBJECT and REFERENCES threading algorithms
+(RFC 5256 §3) with the THREAD response rendering. Where the RFC leaves room, the choices are
+Dovecot's (imaptest's sort-* and thread* groups encode them). Must never: import asyncio,
 config or the store, or raise on any header.
 """
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 from casella.imap import commands as c
-from casella.mail.address import GROUP_END, parse_addresses
+from casella.mail.address import parse_addresses
 from casella.mail.headers import field_value, split_fields
 from casella.mail.text import decode_words
 
@@ -24,17 +29,25 @@ _TRAILER = re.compile(r"(\s|\(fwd\))+$", re.IGNORECASE)
 _BLOB = r"\[[^\[\]]*\]\s*"
 _LEADER = re.compile(rf"^(\s*({_BLOB})*(re|fwd?)\s*({_BLOB})?:)", re.IGNORECASE)
 _LEADING_BLOB = re.compile(rf"^{_BLOB}")
-_MSGID = re.compile(r"<([^<>\s]{1,250})>")
 MAX_REFERENCES = 100
+MAX_MSGID = 250
 
 
 def base_subject(subject: str) -> tuple[str, bool]:
-    """RFC 5256 §2.1: (base subject, casefolded; whether it was a reply or forward)."""
+    """RFC 5256 §2.1: (base subject, casefolded; whether it was a reply or forward).
+
+    The steps run in the RFC's order: (1) decode and collapse white space; (2) drop trailing
+    "(fwd)" and white space; (3) drop a leader "re:" / "fw:" / "fwd:" (with blobs before it
+    and one inside it: "[list] Re[2]:"); (4) drop a leading "[blob]" when text remains after
+    it; (5) repeat (3)-(4); (6) unwrap "[fwd: ...]" and start again at (2)."""
     s = _WS.sub(" ", decode_words(subject)).strip()
     reply = False
     while True:
         # (2) trailers "(fwd)" and white space
-        s = _TRAILER.sub("", s)
+        trimmed = _TRAILER.sub("", s)
+        if trimmed != s and "(fwd)" in s[len(trimmed):].lower():
+            reply = True
+        s = trimmed
         while True:
             before = s
             # (3) leaders "re:", "fw:", "fwd:" with optional blobs
@@ -49,7 +62,7 @@ def base_subject(subject: str) -> tuple[str, bool]:
             s = s.lstrip()
             if s == before:
                 break
-        # (5) [fwd: ...]
+        # (6) [fwd: ...]
         if s[:5].lower() == "[fwd:" and s.endswith("]"):
             s = s[5:-1]
             reply = True
@@ -58,9 +71,18 @@ def base_subject(subject: str) -> tuple[str, bool]:
     return s.strip().casefold(), reply
 
 
+def casemap(text: str) -> str:
+    """The form SORT compares strings in (RFC 5256 §3: i;ascii-casemap; RFC 5957 §3:
+    i;unicode-casemap, RFC 5051 §2): letters mapped to upper case, then compatibility
+    decomposed. Upper, not lower, case matters for ASCII: "[" and "_" sort after "C"."""
+    if text.isascii():
+        return text.upper()
+    return unicodedata.normalize("NFKD", text.upper())
+
+
 @dataclass(slots=True)
 class SortInfo:
-    """What SORT and THREAD need about one message."""
+    """What SORT and THREAD need about one message; the string keys are in `casemap` form."""
     seq: int
     uid: int
     arrival: int
@@ -77,82 +99,118 @@ class SortInfo:
     refs: list[str] = field(default_factory=list)
 
 
+_WANTED = (b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"references",
+           b"in-reply-to")
+
+
 def _fields(header: bytes) -> dict[bytes, bytes]:
     """The first occurrence of each field we sort on, unfolded raw value."""
     out: dict[bytes, bytes] = {}
     for name, raw in split_fields(header):
         key = name.lower()
-        if key in (b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"references",
-                   b"in-reply-to") and key not in out:
+        if key in _WANTED and key not in out:
             out[key] = field_value(raw)
     return out
 
 
+def _text(value: bytes | None) -> str:
+    return (value or b"").decode("utf-8", "replace")
+
+
 def _first_address(value: bytes | None) -> tuple[str, str]:
-    """(addr-mailbox, display name or else addr-spec) of the first address (RFC 5256 §3,
-    RFC 5957 §3), casefolded; "" when there is none."""
+    """(addr-mailbox, display) of the first address, in `casemap` form; ("", "") when
+    there is none.
+
+    RFC 5256 §3 CC / FROM / TO: the addr-mailbox of the first address. A group comes first
+    as its ENVELOPE start (RFC 3501 §7.4.2), whose addr-mailbox is the group's name, so a
+    group sorts by its name. RFC 5957 §3 DISPLAYFROM / DISPLAYTO: the decoded display name,
+    else the addr-spec (a group: its name)."""
     if not value:
         return "", ""
-    for name, _adl, mailbox, host in parse_addresses(value):
-        if (name, _adl, mailbox, host) == GROUP_END or host is None:
-            continue
-        box = (mailbox or b"").decode("utf-8", "replace")
-        spec = f"{box}@{host.decode('utf-8', 'replace')}" if host else box
-        display = decode_words(name).strip() if name else ""
-        return box.casefold(), (display or spec).casefold()
-    return "", ""
+    addresses = parse_addresses(value)
+    if not addresses:
+        return "", ""
+    name, _adl, mailbox, host = addresses[0]
+    box = _text(mailbox)
+    display = decode_words(name).strip() if name else ""
+    if not display:
+        display = f"{box}@{_text(host)}" if host is not None else decode_words(box).strip()
+    return casemap(box), casemap(display)
+
+
+def message_ids(value: bytes | None) -> list[str]:
+    """The msg-ids of a Message-ID / References / In-Reply-To value (RFC 5322 §3.6.4), in
+    order, without their angle brackets and white space. Text between "<" and ">" without an
+    "@" is not a msg-id and is skipped, as Dovecot does; ids are compared case-sensitively."""
+    text = _text(value)
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find("<", pos)
+        if start < 0:
+            return out
+        end = text.find(">", start + 1)
+        if end < 0:
+            return out
+        pos = end + 1
+        ident = "".join(text[start + 1:end].split())
+        if "@" in ident and len(ident) <= MAX_MSGID:
+            out.append(ident)
+
+
+def _sent_date(value: bytes | None) -> float | None:
+    """The Date: field as UTC epoch seconds; None when missing, unparsable or 0 (RFC 5256
+    §2.2: the internal date stands in). A date without a zone is read as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_tz(value.decode("latin-1"))
+        if parsed is None:
+            return None
+        stamp = float(calendar.timegm(parsed[:6] + (0, 1, -1)) - (parsed[9] or 0))
+    except (ValueError, OverflowError, TypeError, IndexError):
+        return None
+    return stamp or None
 
 
 def sort_info(seq: int, uid: int, arrival: int, size: int, header: bytes) -> SortInfo:
     f = _fields(header)
-    date = float(arrival)
-    raw_date = f.get(b"date")
-    if raw_date:
-        try:
-            parsed = email.utils.parsedate_tz(raw_date.decode("latin-1"))
-            if parsed is not None:
-                date = float(email.utils.mktime_tz(parsed))
-        except (ValueError, OverflowError, TypeError):
-            pass
-    subject, reply = base_subject((f.get(b"subject") or b"").decode("utf-8", "surrogateescape"))
+    date = _sent_date(f.get(b"date"))
+    subject, reply = base_subject(_text(f.get(b"subject")))
     from_box, from_display = _first_address(f.get(b"from"))
     to_box, to_display = _first_address(f.get(b"to"))
     cc_box, _ = _first_address(f.get(b"cc"))
-    ids = _MSGID.findall((f.get(b"message-id") or b"").decode("latin-1"))
-    refs = _MSGID.findall((f.get(b"references") or b"").decode("latin-1"))
+    ids = message_ids(f.get(b"message-id"))
+    refs = message_ids(f.get(b"references"))
     if not refs:
-        # RFC 5256 §3 (REFERENCES 1A): without References, the first In-Reply-To id.
-        refs = _MSGID.findall((f.get(b"in-reply-to") or b"").decode("latin-1"))[:1]
-    return SortInfo(seq, uid, arrival, size, date, subject, reply, from_box, to_box, cc_box,
-                    from_display, to_display, ids[0] if ids else None,
-                    refs[-MAX_REFERENCES:])
+        # RFC 5256 §3 REFERENCES (1)(A): without References, the first In-Reply-To id.
+        refs = message_ids(f.get(b"in-reply-to"))[:1]
+    return SortInfo(seq, uid, arrival, size, float(arrival) if date is None else date,
+                    casemap(subject), reply, from_box, to_box, cc_box, from_display,
+                    to_display, ids[0] if ids else None, refs[-MAX_REFERENCES:])
 
 
-def _key(info: SortInfo, key: str) -> object:
-    if key == "ARRIVAL":
-        return info.arrival
-    if key == "DATE":
-        return info.date
-    if key == "SIZE":
-        return info.size
-    if key == "SUBJECT":
-        return info.subject
-    if key == "FROM":
-        return info.from_
-    if key == "TO":
-        return info.to
-    if key == "CC":
-        return info.cc
-    if key == "DISPLAYFROM":
-        return info.display_from
-    return info.display_to
+#: The value each RFC 5256 / RFC 5957 sort key compares.
+_KEYS: dict[str, Callable[[SortInfo], Any]] = {
+    "ARRIVAL": lambda i: i.arrival,
+    "DATE": lambda i: i.date,
+    "SIZE": lambda i: i.size,
+    "SUBJECT": lambda i: i.subject,
+    "FROM": lambda i: i.from_,
+    "TO": lambda i: i.to,
+    "CC": lambda i: i.cc,
+    "DISPLAYFROM": lambda i: i.display_from,
+    "DISPLAYTO": lambda i: i.display_to,
+}
 
 
 def sort_messages(infos: Sequence[SortInfo], criteria: Sequence[c.SortKey]) -> list[SortInfo]:
-    """RFC 5256 §3 SORT: by each key in turn (REVERSE per key), ties by sequence number."""
+    """RFC 5256 §3 SORT: by each key in turn, REVERSE turning only its own key around; full
+    ties by ascending sequence number (also under REVERSE, as Dovecot does). Python's sort
+    is stable, also with reverse=True, so sorting by the last key first gives that."""
     out = sorted(infos, key=lambda i: i.seq)
     for crit in reversed(criteria):
-        out.sort(key=lambda i: _key(i, crit.key), reverse=crit.reverse)   # type: ignore[arg-type, return-value]
+        out.sort(key=_KEYS[crit.key], reverse=crit.reverse)
     return out
 
 
@@ -160,22 +218,18 @@ def sort_messages(infos: Sequence[SortInfo], criteria: Sequence[c.SortKey]) -> l
 
 @dataclass(eq=False)
 class Node:
-    info: SortInfo | None           # None: a dummy (a referenced message not in the set)
+    """A node of a thread tree as THREAD renders it; `info` None is a dummy (RFC 5256 §3
+    REFERENCES: a message referenced but not in the set, standing in as a parent)."""
+    info: SortInfo | None
     children: list[Node] = field(default_factory=list)
     parent: Node | None = None
 
     def first_date(self) -> tuple[float, int]:
+        """The sort key of RFC 5256 REFERENCES (4)/(6): sent date, then the order of arrival
+        (sequence number); a dummy takes that of its earliest child."""
         if self.info is not None:
             return (self.info.date, self.info.seq)
         return min((c.first_date() for c in self.children), default=(0.0, 0))
-
-
-def _sort_siblings(nodes: list[Node]) -> None:
-    """RFC 5256 REFERENCES (6): every set of siblings by sent date (then sequence number), a
-    dummy by its first child."""
-    for n in nodes:
-        _sort_siblings(n.children)
-    nodes.sort(key=lambda n: n.first_date())
 
 
 def ordered_subject(infos: Sequence[SortInfo]) -> list[Node]:
@@ -193,132 +247,171 @@ def ordered_subject(infos: Sequence[SortInfo]) -> list[Node]:
     return threads
 
 
-def _is_ancestor(candidate: Node, node: Node) -> bool:
-    p: Node | None = node
+@dataclass(eq=False, slots=True)
+class _Container:
+    """RFC 5256 REFERENCES step (1): one per Message-ID seen, a message or a dummy."""
+    info: SortInfo | None = None
+    parent: _Container | None = None
+    kids: int = 0                   # how many containers name this one as parent
+
+
+def _is_ancestor(ancestor: _Container, node: _Container) -> bool:
+    p: _Container | None = node
     while p is not None:
-        if p is candidate:
+        if p is ancestor:
             return True
         p = p.parent
     return False
 
 
-def _link(parent: Node, child: Node) -> None:
-    if child.parent is not None or child is parent or _is_ancestor(child, parent):
+def _link(parent: _Container, child: _Container) -> None:
+    """RFC 5256 REFERENCES (1)(B): make `parent` the parent of `child`, unless the child
+    already has one ("if they are already linked, don't change the existing links") or the
+    link would make a loop (a childless container is nobody's ancestor: no walk needed)."""
+    if child.parent is not None or child is parent:
+        return
+    if child.kids and _is_ancestor(child, parent):
         return
     child.parent = parent
-    parent.children.append(child)
+    parent.kids += 1
 
 
-def references(infos: Sequence[SortInfo]) -> list[Node]:
-    """RFC 5256 §3 REFERENCES (the JWZ algorithm, steps 1-6)."""
-    table: dict[str, Node] = {}
-    unique = 0
+def _link_messages(infos: Sequence[SortInfo]) -> list[_Container]:
+    """RFC 5256 REFERENCES step (1), message by message in arrival order; returns every
+    container. A message without a Message-ID, or whose id an earlier message already
+    holds, gets a container of its own that no reference reaches (1)(A). The message's own
+    parent is its last reference (1)(C): a different parent that another message's
+    References gave it is dropped first, also when it has no reference at all; when the link
+    to its last reference would make a loop, it stays a root."""
+    table: dict[str, _Container] = {}
+    every: list[_Container] = []
 
-    def container(msgid: str) -> Node:
+    def container(msgid: str) -> _Container:
         node = table.get(msgid)
         if node is None:
-            node = table[msgid] = Node(None)
+            node = table[msgid] = _Container()
+            every.append(node)
         return node
 
     for info in sorted(infos, key=lambda i: i.seq):
-        key = (info.msgid or "").lower()
-        if not key or (key in table and table[key].info is not None):
-            # No id, or a duplicate: a unique one of its own (step 1A).
-            unique += 1
-            key = f"\0{unique}"
-        node = container(key)
+        node = container(info.msgid) if info.msgid else None
+        if node is None or node.info is not None:
+            node = _Container()
+            every.append(node)
         node.info = info
-        # (1B) link the References chain, parents before children, never into a loop.
-        prev: Node | None = None
-        for ref in info.refs:
-            cur = container(ref.lower())
-            if prev is not None and cur.parent is None:
-                _link(prev, cur)
-            prev = cur
-        # (1C) the message's parent is the last reference (or none): a link another
-        # message's References made is broken first.
-        if prev is node or (prev is not None and _is_ancestor(node, prev)):
-            continue
-        if node.parent is not None:
-            node.parent.children.remove(node)
+        refs = [container(r) for r in info.refs]
+        for parent, child in pairwise(refs):
+            _link(parent, child)
+        last = refs[-1] if refs else None
+        if node.parent is not None and node.parent is not last:
+            node.parent.kids -= 1
             node.parent = None
-        if prev is not None:
-            _link(prev, node)
-    roots = [n for n in table.values() if n.parent is None]
-    roots = _prune(roots, top=True)
-    roots = _gather_subjects(roots)
+        if last is not None:
+            _link(last, node)
+    return every
+
+
+def _trees(every: list[_Container]) -> list[Node]:
+    """RFC 5256 REFERENCES steps (2)-(3): the root set, and dummies pruned: a message's
+    parent is its nearest ancestor that is a message, else the top dummy; a top dummy with
+    no child goes, with one child it is replaced by that child."""
+    nodes = {id(c): Node(c.info) for c in every}
+    roots: list[Node] = []
+    for cont in every:
+        node = nodes[id(cont)]
+        if cont.parent is None:
+            roots.append(node)
+            continue
+        if cont.info is None:
+            continue
+        up = cont.parent
+        while up.info is None and up.parent is not None:
+            up = up.parent
+        parent = nodes[id(up)]
+        node.parent = parent
+        parent.children.append(node)
+    out: list[Node] = []
+    for root in roots:
+        if root.info is None:
+            if not root.children:
+                continue
+            if len(root.children) == 1:
+                root = root.children[0]
+                root.parent = None
+        out.append(root)
+    return out
+
+
+def _merge_subjects(roots: list[Node]) -> list[Node]:
+    """RFC 5256 REFERENCES step (5), roots taken in sent-date order (step (4)): threads
+    whose roots (a dummy: its earliest child) have the same non-empty base subject are
+    joined. The subject table keeps a dummy over a message, and a message that is not a reply
+    over one that is; then each other root joins the thread its subject leads to: a dummy's
+    children move under the table's dummy; a message goes under the table's entry if that is
+    a dummy, or if it is a reply and the entry is not; otherwise both go under a new dummy,
+    which takes the entry's place."""
+    table: dict[str, Node] = {}
+    into: dict[int, Node] = {}      # id(root) -> the root it is to join
+    reply: dict[int, bool] = {}
+    for root in roots:
+        src = root.info if root.info is not None else min(
+            root.children, key=Node.first_date).info
+        assert src is not None
+        if not src.subject:
+            continue
+        old = table.get(src.subject)
+        if old is None:
+            table[src.subject] = root
+        elif old.info is not None and (root.info is None or (reply[id(old)] and not src.reply)):
+            into[id(old)] = root
+            table[src.subject] = root
+        else:
+            into[id(root)] = old
+        reply[id(root)] = src.reply
+    if not into:
+        return roots
+    gone: set[int] = set()
+    out = list(roots)
+    for cur in roots:
+        if id(cur) not in into or id(cur) in gone:
+            continue
+        top = into[id(cur)]
+        while id(top) in into:
+            top = into[id(top)]
+        if cur.info is None:
+            for child in cur.children:
+                child.parent = top
+            top.children.extend(cur.children)
+            cur.children = []
+        elif top.info is None or (reply[id(cur)] and not reply[id(top)]):
+            cur.parent = top
+            top.children.append(cur)
+        else:
+            dummy = Node(None, [top, cur])
+            top.parent = cur.parent = dummy
+            into[id(top)] = dummy
+            gone.add(id(top))
+            out.append(dummy)
+        gone.add(id(cur))
+    return [r for r in out if id(r) not in gone]
+
+
+def _sort_siblings(nodes: list[Node]) -> None:
+    """RFC 5256 REFERENCES (4)/(6): every set of siblings by sent date, then arrival."""
+    stack = [nodes]
+    while stack:
+        level = stack.pop()
+        level.sort(key=Node.first_date)
+        stack.extend(n.children for n in level if n.children)
+
+
+def references(infos: Sequence[SortInfo]) -> list[Node]:
+    """RFC 5256 §3 REFERENCES (the JWZ algorithm, steps 1-6), read as Dovecot does."""
+    roots = _trees(_link_messages(infos))
+    roots.sort(key=Node.first_date)
+    roots = _merge_subjects(roots)
     _sort_siblings(roots)
     return roots
-
-
-def _prune(nodes: list[Node], top: bool) -> list[Node]:
-    """(4) Dummies without children go; a dummy's children take its place, except that a
-    dummy at the top with several children stays (it joins them into one thread)."""
-    out: list[Node] = []
-    for n in nodes:
-        n.children = _prune(n.children, top=False)
-        for child in n.children:
-            child.parent = n
-        if n.info is None:
-            if not n.children:
-                continue
-            if not top or len(n.children) == 1:
-                for child in n.children:
-                    child.parent = None if top else n.parent
-                out.extend(n.children)
-                continue
-        out.append(n)
-    return out
-
-
-def _subject_of(n: Node) -> tuple[str, bool]:
-    info = n.info if n.info is not None else (n.children[0].info if n.children else None)
-    if info is None:
-        return "", False
-    return info.subject, info.reply and n.info is not None
-
-
-def _gather_subjects(roots: list[Node]) -> list[Node]:
-    """(5) Threads whose roots have the same base subject are joined."""
-    for n in roots:
-        n.children.sort(key=lambda x: x.first_date())
-    table: dict[str, Node] = {}
-    for n in roots:
-        subject, reply = _subject_of(n)
-        if not subject:
-            continue
-        old = table.get(subject)
-        if old is None or (n.info is None and old.info is not None) or \
-                (_subject_of(old)[1] and not reply):
-            table[subject] = n
-    out: list[Node] = []
-    for n in roots:
-        if n.parent is not None:
-            continue            # already joined to an earlier thread
-        subject, reply = _subject_of(n)
-        target = table.get(subject) if subject else None
-        if target is None or target is n:
-            out.append(n)
-            continue
-        if target.info is None and n.info is None:
-            for child in n.children:
-                child.parent = target
-            target.children.extend(n.children)
-        elif target.info is None or n.info is not None and reply and not _subject_of(target)[1]:
-            n.parent = target
-            target.children.append(n)
-        else:
-            dummy = Node(None)
-            for x in (target, n):
-                x.parent = dummy
-                dummy.children.append(x)
-            if target in out:
-                out[out.index(target)] = dummy
-            else:
-                out.append(dummy)
-            table[subject] = dummy
-            continue
-    return out
 
 
 def render_threads(threads: Sequence[Node], uid: bool) -> bytes:

@@ -4,7 +4,8 @@ What lives here: a lexer for structured header fields (RFC 5322 §3.2) and a len
 that turns an address-list header value into ENVELOPE address tuples
 ``(name, adl, mailbox, host)`` (RFC 3501 §7.4.2 / RFC 9051 §7.5.2), including group syntax,
 route-addrs, quoted strings and comments. Values stay as raw header bytes: IMAP sends
-display names still RFC 2047-encoded.
+display names still RFC 2047-encoded. Also the inverse, ``format_addresses``: parsed tuples
+written back in one normal form (what SEARCH FROM/TO/CC/BCC compare with).
 
 This is not the SMTP/account address validator (that is ``casella/mail/addresses.py``). It
 must never import asyncio, sockets, config or the store, and never raise on any input.
@@ -16,7 +17,7 @@ import re
 
 from casella.mail.headers import skip_comment, unquote
 
-__all__ = ["GROUP_END", "Address", "parse_addresses"]
+__all__ = ["GROUP_END", "Address", "format_addresses", "parse_addresses"]
 
 # (name, adl, mailbox, host); None is rendered as NIL.
 Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
@@ -184,3 +185,33 @@ def _bare(seg: list[Token]) -> Address | None:
         return (name, None, joined or MISSING_MAILBOX, MISSING_DOMAIN)
     local, domain = _addr_spec(words)
     return (name, None, local or MISSING_MAILBOX, domain or MISSING_DOMAIN)
+
+
+def _one(name: bytes | None, adl: bytes | None, mailbox: bytes | None, host: bytes) -> bytes:
+    spec = (adl + b":" if adl else b"") + (mailbox or b"") + (b"@" + host if host else b"")
+    return (name + b" <" if name else b"<") + spec + b">"
+
+
+def format_addresses(addresses: list[Address]) -> bytes:
+    """ENVELOPE address tuples written back as one address-list in a normal form:
+    ``Name <mailbox@host>``, ``<mailbox@host>`` when there is no name, ``group: a, b;`` and
+    ``group:;``, joined by ``", "``. Comments, quoting and folding are gone, a name taken from
+    a comment stands in front, and names keep their RFC 2047 encoded words (the caller
+    decodes). This is the text Dovecot matches SEARCH FROM/TO/CC/BCC against, so
+    ``<user (comment)@ domain.org>`` is found by ``user@domain.org``."""
+    out: list[bytes] = []
+    group: list[bytes] | None = None
+    group_name = b""
+    for name, adl, mailbox, host in addresses:
+        if host is None:
+            # RFC 3501 §7.4.2: (NIL NIL name NIL) starts a group, (NIL NIL NIL NIL) ends it
+            if group is None and mailbox is not None:
+                group_name, group = mailbox, []
+            elif group is not None and mailbox is None:
+                out.append(group_name + (b": " + b", ".join(group) if group else b":") + b";")
+                group = None
+            continue
+        (out if group is None else group).append(_one(name, adl, mailbox, host))
+    if group is not None:
+        out.append(group_name + (b": " + b", ".join(group) if group else b":") + b";")
+    return b", ".join(out)

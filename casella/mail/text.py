@@ -1,8 +1,9 @@
 """Decoded text of a message for IMAP SEARCH and for the RFC 8970 preview.
 
 What lives here: RFC 2047 encoded-word decoding (``decode_words``), decoded header values
-(``header_values``, ``decoded_headers``), the text of the text/* leaves of a message
-(``body_text``) and the preview text (``preview_text``).
+(``header_values``, ``decoded_headers``), what SEARCH compares a needle with in a header field
+(``search_texts``, ``search_values``: addresses in one normal form), the text of the text/*
+leaves of a message (``body_text``) and the preview text (``preview_text``).
 
 Everything here is best effort and never raises on bad input: unknown charsets fall back to
 UTF-8/Latin-1, broken encoded words are left as they are, broken transfer encodings are
@@ -17,18 +18,21 @@ import html
 import mmap
 import re
 
+from casella.mail.address import format_addresses, parse_addresses
 from casella.mail.headers import charset_decode, field_value, split_fields
 from casella.mail.sections import Part, decode_transfer
 
 __all__ = [
+    "address_search_text",
     "body_text",
     "decode_words",
     "decoded_headers",
     "header_values",
-    "search_values",
     "html_to_text",
     "part_text",
     "preview_text",
+    "search_texts",
+    "search_values",
 ]
 
 # RFC 2047 §2: =?charset?encoding?encoded-text?= (RFC 2231 §5 allows charset*language).
@@ -124,18 +128,73 @@ def header_values(header: bytes, name: str) -> list[str]:
 #: `search_values`.
 SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject")
 _SEARCH_NAMES = tuple(name.encode() for name in SEARCH_FIELDS)
+#: The fields whose SEARCH text is the address list in normal form.
+ADDRESS_FIELDS = frozenset({b"from", b"to", b"cc", b"bcc"})
+
+
+_WSP = rb"[ \t\r\n]"
+_SPEC = rb"[^ \t\r\n<>()\",;:@\\\[\]]+@[^ \t\r\n<>()\",;:@\\\[\]]+"
+_BARE_SPEC = re.compile(rb"%s*(%s)%s*" % (_WSP, _SPEC, _WSP))
+_NAMED_SPEC = re.compile(rb"([^<>()\",;:@\\\[\]]*)<(%s)>%s*" % (_SPEC, _WSP))
+_NEEDS_PARSER = re.compile(rb'[()";:\\\[\]]')
+
+
+def _simple_addresses(value: bytes) -> bytes | None:
+    """`format_addresses(parse_addresses(value))` for the common lists made only of
+    ``a@b`` and ``Name <a@b>`` (no comments, quotes, groups or routes), without the
+    tokenizer; None for anything else."""
+    if _NEEDS_PARSER.search(value):
+        return None
+    out: list[bytes] = []
+    for piece in value.split(b","):
+        m = _BARE_SPEC.fullmatch(piece)
+        if m is not None:
+            out.append(b"<" + m.group(1) + b">")
+            continue
+        m = _NAMED_SPEC.fullmatch(piece)
+        if m is None:
+            return None
+        name = b" ".join(w for w in re.split(_WSP + b"+", m.group(1)) if w)
+        out.append((name + b" <" if name else b"<") + m.group(2) + b">")
+    return b", ".join(out)
+
+
+def address_search_text(value: bytes) -> bytes:
+    """An address-list value (unfolded) in `format_addresses`'s normal form."""
+    simple = _simple_addresses(value)
+    return simple if simple is not None else format_addresses(parse_addresses(value))
+
+
+def _search_text(lname: bytes, raw: bytes) -> str:
+    """One field's SEARCH text, casefolded. FROM/TO/CC/BCC: the address list parsed and
+    written back by `format_addresses`, then RFC 2047 decoded, so that a needle is found in
+    the display name or in the whole address however the header spelled it (comments,
+    folding, quoting, groups), as Dovecot matches them. Other fields: `header_values`'s
+    text."""
+    if lname in ADDRESS_FIELDS:
+        value = address_search_text(field_value(raw))
+        return decode_words(value).strip().casefold()
+    return _value_text(raw).casefold()
+
+
+def search_texts(header: bytes, name: str) -> list[str]:
+    """What SEARCH compares a needle with in each occurrence of the field ``name``
+    (case-insensitive), casefolded, in order (see `_search_text`)."""
+    want = name.lower().encode("latin-1", "replace")
+    return [_search_text(want, raw) for fname, raw in split_fields(header)
+            if fname.lower() == want]
 
 
 def search_values(header: bytes) -> tuple[str, ...]:
-    """For each of SEARCH_FIELDS, its values as `header_values` gives them, casefolded and
-    joined with LF: what SEARCH FROM/TO/CC/BCC/SUBJECT compares a needle with, worked out once
-    when the message is stored. A needle without LF is in the joined text exactly when it is
-    in one of the values. "" when the field is absent."""
+    """For each of SEARCH_FIELDS, its `search_texts` joined with LF: what SEARCH
+    FROM/TO/CC/BCC/SUBJECT compares a needle with, worked out once when the message is
+    stored. A needle without LF is in the joined text exactly when it is in one of the
+    values. "" when the field is absent."""
     found: dict[bytes, list[str]] = {}
     for fname, raw in split_fields(header):
         lname = fname.lower()
         if lname in _SEARCH_NAMES:
-            found.setdefault(lname, []).append(_value_text(raw).casefold())
+            found.setdefault(lname, []).append(_search_text(lname, raw))
     return tuple("\n".join(found.get(name, ())) for name in _SEARCH_NAMES)
 
 

@@ -1,10 +1,10 @@
 """The SQLite schema and its migrations.
 
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
-(with the one step that must compute data: filling version 5's search columns from the stored
-headers; version 6 adds the table of small message bodies), and the connection settings (WAL,
-synchronous=FULL). Must never: hold any other data logic; the operations live in
-casella.store.sqlite.
+(with the steps that must compute data: filling version 5's search columns from the stored
+headers, and again at version 7; version 6 adds the table of small message bodies), and the
+connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
+operations live in casella.store.sqlite.
 """
 
 from __future__ import annotations
@@ -238,12 +238,21 @@ CREATE TABLE blob_bodies (
 )
 """
 
+# Version 7 (issue 17): SEARCH FROM/TO/CC/BCC compare with the address list in normal form
+# (casella.mail.address.format_addresses), as Dovecot does; no table changes, but `migrate`
+# works the search columns of every stored blob out again.
+SCHEMA_V7 = "-- refill the search columns"
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+                         SCHEMA_V7]
+#: The steps after which the search columns are (re)computed from the stored headers (once,
+#: however many of them one upgrade crosses).
+_REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)
 
 
 def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:
-    """Work out the SCHEMA_V5 columns of the blobs stored before it, from their headers."""
+    """Work out the SCHEMA_V5 columns of every stored blob from its header."""
     from casella.mail.text import search_values
 
     sets = ", ".join(f"{c} = ?" for c in SEARCH_COLUMNS)
@@ -278,12 +287,14 @@ def migrate(conn: sqlite3.Connection) -> int:
         if version > len(MIGRATIONS):
             raise RuntimeError(f"the database schema (version {version}) is newer than this "
                                f"casella ({len(MIGRATIONS)}); upgrade casella")
+        refill = False
         for step in range(version, len(MIGRATIONS)):
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if MIGRATIONS[step] is SCHEMA_V5:
-                _fill_search_columns(conn)
+            refill = refill or any(MIGRATIONS[step] is s for s in _REFILL_SEARCH)
+        if refill:
+            _fill_search_columns(conn)
         conn.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
         conn.execute("COMMIT")
     except BaseException:
