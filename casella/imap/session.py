@@ -637,8 +637,9 @@ def _discard_handle(handle: object) -> None:
 
 def _discard_external(cmd: object) -> None:
     for msg in getattr(cmd, "messages", ()) if isinstance(cmd, c.Append) else ():
-        if isinstance(msg.message, c.ExternalLiteral):
-            _discard_handle(msg.message.handle)
+        for part in (msg.message, *msg.catenate):
+            if isinstance(part, c.ExternalLiteral):
+                _discard_handle(part.handle)
 
 
 def _state_sentence(state: int, allowed: int) -> str:
