@@ -9,9 +9,12 @@ stored message holds a NUL, so no FETCH of BODY[...] or RFC822 ever puts one on 
 - a literal8 may, and RFC 3516 §4.4 lets the server change a part's Content-Transfer-Encoding
   as long as no data is lost, while §6 wants BODY[...] and BODYSTRUCTURE to show such parts in
   an encoding the base protocol carries. So each leaf part declared ``binary``, or holding NUL
-  under any encoding other than base64 and quoted-printable, is stored base64-encoded with its
-  header saying so; BINARY[part] decodes it back to the octets sent. A container part declared
-  ``binary`` is declared ``8bit`` instead (what is left inside it is text).
+  as ``7bit`` or ``8bit``, is stored base64-encoded with its header saying so; BINARY[part]
+  decodes it back to the octets sent. In quoted-printable a NUL is written ``=00`` (the same
+  octet once decoded). A part in an encoding casella does not know keeps its name (BINARY
+  still answers UNKNOWN-CTE, RFC 3516 §4.3): its NULs are made 0x80 like the rest. A
+  container part declared ``binary`` is declared ``8bit`` instead (what is left inside it is
+  text).
 
 Everything outside such re-encoded bodies goes through ``text_form``. The work is in memory and
 bounded by the message size limit (the caller's). It must never import asyncio, sockets,
@@ -28,6 +31,7 @@ from casella.mail.mime import LEAF, MimeNode, build_tree
 __all__ = ["binary_form", "text_form"]
 
 _CTE = b"content-transfer-encoding"
+_IDENTITY = (b"7bit", b"8bit", b"binary")     # RFC 2045 §6.2: no transformation at all
 
 
 def text_form(data: bytes) -> bytes:
@@ -104,8 +108,9 @@ def binary_form(data: bytes) -> bytes:
                 out.append(text_form(body.replace(b"\x00", b"=00")))
                 pos = node.end
             continue
-        if encoding == b"base64" or (encoding != b"binary" and b"\x00" not in body):
-            continue        # base64 ignores a NUL (RFC 2045 §6.8): text_form's 0x80 is as good
+        if encoding not in _IDENTITY or (encoding != b"binary" and b"\x00" not in body):
+            # (base64 ignores a NUL, RFC 2045 §6.8: text_form's 0x80 is as good)
+            continue
         out.append(text_form(data[pos:node.header_start]))
         out.append(text_form(_with_encoding(data[node.header_start:node.body_start],
                                             b"base64")))

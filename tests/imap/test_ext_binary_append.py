@@ -104,3 +104,28 @@ def test_nul_in_an_ordinary_literal(srv) -> None:
     assert fetch_bytes(raw, "BODY.PEEK[TEXT]") == (
         b"* 1 FETCH (BODY[TEXT] {14}\r\nbefore\x80after\r\n)")
     raw.close()
+
+
+def test_literal8_multipart_with_unknown_encoding(srv) -> None:
+    """RFC 3516 §4.3: a part in an encoding the server does not know keeps it, so BINARY of it
+    is NO [UNKNOWN-CTE] and sets no \\Seen; the binary part beside it decodes; BINARY[] of a
+    multipart message is the whole stored message (its BINARY.SIZE is RFC822.SIZE)."""
+    acct = new_user(srv)
+    data = (b"From: a@x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=q\r\n"
+            b"\r\n--q\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\x02\r\n"
+            b"--q\r\nContent-Transfer-Encoding: x-odd\r\n\r\nodd\r\n--q--\r\n")
+    raw = Raw(srv)
+    raw.login(acct)
+    assert append(raw, data).startswith(b"a1 OK ")
+    raw.ok("SELECT INBOX")
+    _, tagged = raw.command("FETCH 1 (BINARY[2])")
+    assert b" NO [UNKNOWN-CTE] " in tagged
+    assert raw.ok("FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))"]
+    _, tagged = raw.command("FETCH 1 (BINARY.SIZE[2])")
+    assert b" NO [UNKNOWN-CTE] " in tagged
+    assert fetch_bytes(raw, "BINARY.PEEK[1] BINARY.SIZE[1]") == (
+        b"* 1 FETCH (BINARY[1] ~{3}\r\n\x00\x01\x02 BINARY.SIZE[1] 3)")
+    line = fetch_bytes(raw, "RFC822.SIZE BINARY.SIZE[]")
+    size = int(line.split(b"RFC822.SIZE ")[1].split(b" ")[0])
+    assert line.endswith(b"BINARY.SIZE[] %d)" % size)
+    raw.close()

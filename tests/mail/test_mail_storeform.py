@@ -60,7 +60,8 @@ def test_single_part_binary_message_is_stored_base64() -> None:
 def test_multipart_parts_each_get_the_form_they_need() -> None:
     """Per leaf: declared binary -> base64; 7bit holding NUL -> base64 (the header gains the
     field); quoted-printable holding NUL -> `=00`; base64 holding NUL -> the NUL is junk the
-    decoder skips; 8bit text untouched (bare LF made CRLF). A multipart or message/rfc822
+    decoder skips; 8bit text untouched (bare LF made CRLF); an unknown encoding keeps its name
+    (BINARY answers UNKNOWN-CTE, §4.3), its NUL made 0x80. A multipart or message/rfc822
     declared binary is declared 8bit. Folded Content-Transfer-Encoding fields go whole."""
     blob = bytes(range(256)) * 3
     data = (b"From: a@x\nContent-Type: multipart/mixed; boundary=xx\n"
@@ -71,7 +72,8 @@ def test_multipart_parts_each_get_the_form_they_need() -> None:
             b"--xx\nContent-Transfer-Encoding: base64\n\naGVs\x00bG8=\n"
             b"--xx\nContent-Type: message/rfc822\nContent-Transfer-Encoding: binary\n\n"
             b"Subject: inner\n\ninner\x00body\n"
-            b"--xx\n\n8bit \xff text\n--xx--\n")
+            b"--xx\n\n8bit \xff text\n"
+            b"--xx\nContent-Transfer-Encoding: x-odd\n\nodd\x00data\n--xx--\n")
     stored = binary_form(data)
     assert b"\x00" not in stored
     assert b"\r\n" in stored and b"\n" not in stored.replace(b"\r\n", b"")
@@ -80,6 +82,7 @@ def test_multipart_parts_each_get_the_form_they_need() -> None:
     assert decoded_part(stored, (3,)) == ("quoted-printable", b"q\x00p=")
     assert decoded_part(stored, (4,)) == ("base64", b"hello")
     assert decoded_part(stored, (6,)) == ("7bit", b"8bit \xff text")
+    assert b"Content-Transfer-Encoding: x-odd\r\n\r\nodd\x80data\r\n--xx--" in stored
     root = load_parts(parse_message(stored).parts)
     assert root.encoding == "8bit" and root.children[4].encoding == "8bit"
     inner = root.children[4].children[0]
