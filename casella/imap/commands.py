@@ -1,8 +1,8 @@
 """Typed IMAP commands: what the parser produces and the handlers consume.
 
 Lives here: one frozen dataclass per command (RFC 3501 §6, RFC 9051 §6 and the extensions
-casella offers: CONDSTORE/QRESYNC, QUOTA, SORT/THREAD, MULTIAPPEND, BINARY, COMPRESS, NOTIFY,
-OBJECTID, SAVEDATE, PREVIEW, WITHIN), the FETCH attribute and SEARCH key types, and
+casella offers: CONDSTORE/QRESYNC, QUOTA, SORT/THREAD, MULTIAPPEND, BINARY, CATENATE,
+COMPRESS, NOTIFY, OBJECTID, SAVEDATE, PREVIEW, WITHIN), the FETCH attribute and SEARCH key types, and
 `ExternalLiteral`, the stand-in for a literal the session streamed somewhere else (a large
 APPEND body). Mailbox names stay raw
 bytes here: decoding modified UTF-7 is the session's job because a bad name is `NO`, not `BAD`.
@@ -152,14 +152,27 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenateUrl:
+    """A URL part of CATENATE (RFC 4469 §5 `"URL" SP astring`): an IMAP URL (RFC 5092), as
+    sent; the handler resolves it."""
+    url: bytes
+
+
+# One part of CATENATE: a TEXT literal (RFC 4469 §5 `"TEXT" SP literal`) or a URL.
+CatenatePart = bytes | ExternalLiteral | CatenateUrl
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
     """One message of an APPEND (several with MULTIAPPEND, RFC 3502). `binary`: sent as a
-    literal8 `~{n}` (RFC 3516 §4.4); `utf8`: in the UTF8 (...) data extension (RFC 6855 §4)."""
+    literal8 `~{n}` (RFC 3516 §4.4); `utf8`: in the UTF8 (...) data extension (RFC 6855 §4);
+    `catenate`: built from these parts (RFC 4469 §3), `message` then empty."""
     flags: tuple[str, ...]
     date: datetime.datetime | None
     message: bytes | ExternalLiteral = field(repr=False)
     binary: bool = False
     utf8: bool = False
+    catenate: tuple[CatenatePart, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The IMAP tokenizer: a cursor over one command's lines and literals, and the grammar's
 primitives (RFC 9051 §9: atoms, numbers, quoted strings, literals and literal8, astrings,
 sequence sets, flags, dates, parenthesised lists), plus what the session needs while reading a
-command off the wire: `literal_spec` (does this line end in a literal announcement?) and
-`peek_command` (tag and command name of a first line).
+command off the wire: `literal_spec` (does this line end in a literal announcement?),
+`is_literal8` (a literal8 one?) and `peek_command` (tag and command name of a first line).
 
 The command grammars live in parser.py (base commands), parse_fetch.py (FETCH, STORE),
 parse_search.py (SEARCH, SORT, THREAD) and parse_ext.py (the other extensions); they all build on
@@ -75,6 +75,12 @@ def literal_spec(line: bytes) -> tuple[int, bool] | None:
     digits = m.group(1)
     size = int(digits) if len(digits) <= 20 else 1 << 64
     return size, m.group(2) is not None
+
+
+def is_literal8(line: bytes) -> bool:
+    """Whether the line ends with a literal8 announcement `~{n}` (RFC 3516 §4.4)."""
+    m = LITERAL_AT_END.search(line) if line.endswith(b"}") else None
+    return m is not None and m.group().startswith(b"~")
 
 
 def peek_command(line: bytes) -> tuple[str | None, str]:

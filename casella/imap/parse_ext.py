@@ -1,7 +1,7 @@
 """Grammars of the extension commands and parameters that are not FETCH / STORE / SEARCH:
 SELECT / EXAMINE parameters (CONDSTORE, QRESYNC: RFC 7162 §3.1.8, §3.2.5), CREATE ... (USE
-(...)) (RFC 6154 §3), APPEND with MULTIAPPEND (RFC 3502), literal8 (RFC 3516 §4.4) and the UTF8
-data extension (RFC 6855 §4), GETQUOTA / GETQUOTAROOT / SETQUOTA (RFC 9208 §4), COMPRESS
+(...)) (RFC 6154 §3), APPEND with MULTIAPPEND (RFC 3502), literal8 (RFC 3516 §4.4), CATENATE
+(RFC 4469 §5) and the UTF8 data extension (RFC 6855 §4), GETQUOTA / GETQUOTAROOT / SETQUOTA (RFC 9208 §4), COMPRESS
 (RFC 4978 §3) and NOTIFY (RFC 5465 §8).
 
 Must never: import asyncio, socket, config or the store; raise anything but ParseError.
@@ -9,6 +9,7 @@ Must never: import asyncio, socket, config or the store; raise anything but Pars
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 from casella.imap import commands as c
@@ -17,6 +18,7 @@ from casella.imap.parse_fetch import fetch_att_list
 from casella.imap.seqset import SeqSet
 
 MAX_APPEND_MESSAGES = 1000      # messages in one MULTIAPPEND (PROMISES P1)
+MAX_CATENATE_PARTS = 1000       # TEXT and URL parts in one APPEND, all messages together
 MAX_NOTIFY_GROUPS = 50
 
 
@@ -93,12 +95,40 @@ def create(r: Reader) -> c.Create:
     return c.Create(mailbox, tuple(dict.fromkeys(uses)))
 
 
+def _catenate(r: Reader, budget: int) -> tuple[c.CatenatePart, ...]:
+    """RFC 4469 §5: `"CATENATE" SP "(" cat-part *(SP cat-part) ")"`, cat-part = `"TEXT" SP
+    literal` / `"URL" SP astring`; at most `budget` parts."""
+    r.keyword("CATENATE")
+    r.sp()
+    r.open_paren()
+    if r.peek() == 0x29:
+        raise ParseError("CATENATE needs at least one part")
+    parts: list[c.CatenatePart] = []
+    while True:
+        word = r.keyword("TEXT", "URL")
+        r.sp()
+        if word == "TEXT":
+            if r.peek() == 0x7E:
+                raise ParseError("a CATENATE TEXT part is a literal, not a literal8")
+            parts.append(r.literal(allow_external=True))
+        else:
+            parts.append(c.CatenateUrl(r.astring()))
+        if len(parts) > budget:
+            raise ParseError(f"more than {MAX_CATENATE_PARTS} CATENATE parts", code="LIMIT")
+        if r.maybe(b")"):
+            r.depth -= 1
+            return tuple(parts)
+        r.sp()
+
+
 def append(r: Reader) -> c.Append:
     """APPEND mailbox 1*(SP [flag-list SP] [date-time SP] (literal / literal8 /
-    "UTF8" SP "(" literal8 ")")) — several messages make a MULTIAPPEND (RFC 3502 §6.3.11)."""
+    "UTF8" SP "(" literal8 ")" / "CATENATE" SP "(" cat-part ... ")")) — several messages make
+    a MULTIAPPEND (RFC 3502 §6.3.11)."""
     r.sp()
     mailbox = r.mailbox()
     messages: list[c.AppendMessage] = []
+    budget = MAX_CATENATE_PARTS
     while True:
         r.sp()
         flags: tuple[str, ...] = ()
@@ -109,27 +139,38 @@ def append(r: Reader) -> c.Append:
         if r.peek() == 0x22:
             date = r.date_time()
             r.sp()
-        utf8 = False
-        if r.line[r.pos:r.pos + 4].upper() == b"UTF8":
-            r.keyword("UTF8")
-            r.sp()
-            r.expect(b"(")
-            utf8 = True
-        if r.peek() not in (0x7B, 0x7E):
-            raise ParseError("APPEND needs the message as a literal")
-        binary = r.peek() == 0x7E
-        if utf8 and not binary:
-            raise ParseError("UTF8 APPEND data must be a literal8 (~{n})")
-        message = r.literal(allow_external=True, binary=True)
-        if utf8:
-            r.expect(b")")
-        messages.append(c.AppendMessage(tuple(dict.fromkeys(flags)), date, message, binary,
-                                        utf8))
+        flags = tuple(dict.fromkeys(flags))
+        if r.line[r.pos:r.pos + 9].upper() == b"CATENATE ":
+            parts = _catenate(r, budget)
+            budget -= len(parts)
+            messages.append(c.AppendMessage(flags, date, b"", catenate=parts))
+        else:
+            messages.append(_append_data(r, flags, date))
         if len(messages) > MAX_APPEND_MESSAGES:
             raise ParseError(f"more than {MAX_APPEND_MESSAGES} messages in one APPEND",
                              code="LIMIT")
         if r.at_line_end():
             return c.Append(mailbox, tuple(messages))
+
+
+def _append_data(r: Reader, flags: tuple[str, ...],
+                 date: datetime.datetime | None) -> c.AppendMessage:
+    """The message as one literal, literal8, or `"UTF8" SP "(" literal8 ")"`."""
+    utf8 = False
+    if r.line[r.pos:r.pos + 4].upper() == b"UTF8":
+        r.keyword("UTF8")
+        r.sp()
+        r.expect(b"(")
+        utf8 = True
+    if r.peek() not in (0x7B, 0x7E):
+        raise ParseError("APPEND needs the message as a literal")
+    binary = r.peek() == 0x7E
+    if utf8 and not binary:
+        raise ParseError("UTF8 APPEND data must be a literal8 (~{n})")
+    message = r.literal(allow_external=True, binary=True)
+    if utf8:
+        r.expect(b")")
+    return c.AppendMessage(flags, date, message, binary, utf8)
 
 
 def getquota(r: Reader) -> c.GetQuota:

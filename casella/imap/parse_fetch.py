@@ -62,6 +62,15 @@ def _section(r: Reader) -> c.Section:
     return c.Section(tuple(parts), text, fields)
 
 
+def parse_section(text: bytes) -> c.Section:
+    """A section spec on its own, as an IMAP URL's `;SECTION=` carries it (RFC 5092 §11
+    `enc-section`, once percent-decoded): `1.2.MIME`, `HEADER.FIELDS (To)`, "" for all."""
+    r = Reader([b"[" + text + b"]"], [])
+    section = _section(r)
+    r.end()
+    return section
+
+
 def _binary_section(r: Reader) -> c.Section:
     """RFC 3516 §4.1: `section-binary = "[" [section-part] "]"`: part numbers only."""
     r.expect(b"[")

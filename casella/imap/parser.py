@@ -24,13 +24,14 @@ from casella.imap.lexer import (
     LiteralValue,
     ParseError,
     Reader,
+    is_literal8,
     literal_spec,
     peek_command,
     split_literals,
 )
 
-__all__ = ["ParseError", "literal_spec", "parse_bytes", "parse_request", "peek_command",
-           "split_literals"]
+__all__ = ["ParseError", "is_literal8", "literal_spec", "parse_bytes", "parse_request",
+           "peek_command", "split_literals"]
 
 
 def parse_bytes(data: bytes) -> c.Request:

@@ -4,8 +4,8 @@ turning every error into BAD / NO / BYE in one place.
 Lives here: `Session.run` (greeting, command loop, the `[imap]` timeouts and budgets, NOTIFY
 waiting between commands, COMPRESS switching, shutdown), the literal rules (64 KiB for ordinary
 literals; the maximum message size for APPEND messages, refused before `+` when too big or over
-quota, PROMISES P2/Q2; LITERAL- bounds non-synchronising literals to 4096 octets when
-configured), the per-session extension state (CONDSTORE, QRESYNC, UTF8=ACCEPT), the untagged
+quota, PROMISES P2/Q2, and streamed to the blob store in their stored form, casella.mail.
+storeform; LITERAL- bounds non-synchronising literals to 4096 octets when configured), the per-session extension state (CONDSTORE, QRESYNC, UTF8=ACCEPT), the untagged
 updates sent after each command (RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH), and
 `_reply_for`, the one mapping from exceptions to replies. Must never: touch SQL or files (it
 calls the store contract), parse protocol text itself (parser.py does), or log a password or
@@ -28,8 +28,15 @@ from casella.imap import responses as r
 from casella.imap import utf7
 from casella.imap.capabilities import capabilities
 from casella.imap.errors import Bad, Bye, ImapError, No
-from casella.imap.parser import ParseError, literal_spec, parse_request, peek_command
+from casella.imap.parser import (
+    ParseError,
+    is_literal8,
+    literal_spec,
+    parse_request,
+    peek_command,
+)
 from casella.imap.selected import SelectedView
+from casella.mail.storeform import binary_form, text_form
 from casella.net.streams import (
     Connection,
     ConnectionClosed,
@@ -344,7 +351,8 @@ class Session:
                                         "LIMIT"))
                     raise _Handled()
                 size, nonsync = spec
-                lit = await self._read_literal(tag, name, size, nonsync, total, append_bytes)
+                lit = await self._read_literal(tag, name, size, nonsync, total, append_bytes,
+                                               is_literal8(line))
                 literals.append(lit)
                 if isinstance(lit, bytes):
                     total += size
@@ -433,7 +441,8 @@ class Session:
         return data
 
     async def _read_literal(self, tag: str | None, name: str, size: int, nonsync: bool,
-                            total: int, append_bytes: int) -> bytes | c.ExternalLiteral:
+                            total: int, append_bytes: int,
+                            binary: bool = False) -> bytes | c.ExternalLiteral:
         is_append = name == "APPEND" and self.state != NOT_AUTH
         refusal: tuple[str, str, str] | None = None
         if nonsync and self.cfg.literal_minus and size > MAX_NONSYNC_MINUS:
@@ -466,7 +475,7 @@ class Session:
             self.write(r.continuation())
             await self.flush()
         if is_append and size > MAX_LITERAL:
-            return await self._stream_message(tag, size)
+            return await self._stream_message(tag, size, binary)
         data = bytearray()
         while len(data) < size:
             data += await self._literal_chunk(size - len(data), len(data))
@@ -484,13 +493,17 @@ class Session:
             return ("NO", "OVERQUOTA", "The mailbox holds the most messages allowed")
         return None
 
-    async def _stream_message(self, tag: str | None, size: int) -> c.ExternalLiteral:
-        """Write a large APPEND literal to the blob store as it arrives, bare LF made CRLF. If
+    async def _stream_message(self, tag: str | None, size: int,
+                              binary: bool = False) -> c.ExternalLiteral:
+        """Write a large APPEND literal to the blob store as it arrives, in its stored form
+        (casella.mail.storeform: bare LF made CRLF). A literal8 is gathered first (bounded by
+        the message size limit, checked before "+"): its parts are re-encoded as a whole. If
         the store cannot take it (disk full), the rest is read and dropped and the command is
         answered NO: literal bytes are never read as commands."""
         writer = self.store.blobs.writer()
         remaining = size
         carry = b""
+        gathered: list[bytes] | None = [] if binary else None
         failure: ce.StorageError | None = None
         try:
             while remaining > 0:
@@ -498,16 +511,27 @@ class Session:
                 remaining -= len(chunk)
                 if failure is not None:
                     continue
+                if gathered is not None:
+                    gathered.append(chunk)
+                    continue
                 data = carry + chunk if carry else chunk
                 if data.endswith(b"\r") and remaining > 0:
                     carry, data = b"\r", data[:-1]
                 else:
                     carry = b""
                 try:
-                    await writer.write(to_crlf(data))
+                    await writer.write(text_form(data))
                 except ce.StorageError as exc:
                     failure = exc
                     writer.abort()
+            if gathered is not None and failure is None:
+                raw, gathered = b"".join(gathered), None
+                try:
+                    await writer.write(await asyncio.to_thread(binary_form, raw))
+                except ce.StorageError as exc:
+                    failure = exc
+                    writer.abort()
+                del raw
             if failure is None:
                 try:
                     staged = await writer.finish(publish_early=True)
@@ -618,13 +642,6 @@ class Session:
         return bool(out)
 
 
-def to_crlf(data: bytes) -> bytes:
-    """Bare LF becomes CRLF; CRLF stays (APPEND bodies are stored with CRLF line ends)."""
-    if b"\n" not in data:
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
 def _discard_handle(handle: object) -> None:
     discard = getattr(handle, "discard", None)
     if callable(discard):
@@ -633,8 +650,9 @@ def _discard_handle(handle: object) -> None:
 
 def _discard_external(cmd: object) -> None:
     for msg in getattr(cmd, "messages", ()) if isinstance(cmd, c.Append) else ():
-        if isinstance(msg.message, c.ExternalLiteral):
-            _discard_handle(msg.message.handle)
+        for part in (msg.message, *msg.catenate):
+            if isinstance(part, c.ExternalLiteral):
+                _discard_handle(part.handle)
 
 
 def _state_sentence(state: int, allowed: int) -> str:

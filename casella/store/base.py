@@ -274,7 +274,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def move(self, src_mailbox_id: int, uids: UidRanges,
                    dst_mailbox_id: int) -> CopyResult:
-        """Copy then expunge from the source in one transaction (RFC 6851)."""
+        """Copy then expunge from the source in one transaction (RFC 6851). The target may be
+        the source itself: the messages get new UIDs, the expunge a higher MODSEQ."""
 
     @abc.abstractmethod
     async def store_flags(self, mailbox_id: int, uids: UidRanges, mode: str,

@@ -57,6 +57,15 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
+def _read_range(path: Path, offset: int, length: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    except OSError as exc:
+        raise _storage_error(exc, "read the staged message") from exc
+
+
 def _storage_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"no space left to {what}")
@@ -124,6 +133,16 @@ class StagedBlob:
         # fsyncs keep busy (1-2 ms under load). Nothing reads the name after this; one left
         # behind by a crash is removed at start-up (clean_tmp).
         _io_executor.submit(_unlink_quietly, self.tmp_path)
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Up to `length` octets of the staged message from `offset` (IMAP CATENATE copies a
+        large TEXT part out of the blob it was streamed into)."""
+        if self.data is not None:
+            return self.data[offset:offset + length]
+        assert self.tmp_path is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_io_executor, _read_range, self.tmp_path, offset,
+                                          length)
 
     def __enter__(self) -> "StagedBlob":
         return self

@@ -426,8 +426,6 @@ class MailOps(SQLiteBase):
                                    src_id, uids)
         if not rows:
             return CopyResult(dst.uidvalidity, ())
-        if move and src_id == dst_id:
-            raise MailboxNotAllowed("a message cannot be moved into the mailbox it is in")
         total = sum(r[4] for r in rows)
         same_account = src.account_id == dst.account_id
         if not (move and same_account):
@@ -445,6 +443,8 @@ class MailOps(SQLiteBase):
         pairs = tuple(zip((r[0] for r in rows), dst_uids))
         expunged: tuple[int, ...] = ()
         if move:
+            # Read again: when source and target are one mailbox (RFC 6851 §3.3 allows it),
+            # the insert above moved its UIDNEXT and MODSEQ on, and the expunge comes after.
             src = self._mailbox_row(cur, src_id)
             self._remove_rows(txn, src, [(r[0], r[1], r[4], r[5]) for r in rows])
             expunged = tuple(r[0] for r in rows)

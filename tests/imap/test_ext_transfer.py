@@ -172,7 +172,8 @@ def test_binary_fetch(srv) -> None:
 
 
 def test_binary_append_with_literal8(srv) -> None:
-    """RFC 3516 §4.4: APPEND takes a literal8 (~{n}), NUL included; stored as sent."""
+    """RFC 3516 §4.4: APPEND takes a literal8 (~{n}), NUL included; BINARY gives back the
+    octets sent (test_ext_binary_append.py has what BODY[] shows)."""
     acct = new_user(srv)
     data = b"From: a@x\r\nSubject: nul\r\n\r\nbinary \x00 body\r\n"
     raw = Raw(srv)

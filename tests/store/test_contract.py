@@ -320,6 +320,33 @@ async def test_copy_and_move_return_uid_maps(store: Store) -> None:
     assert empty.pairs == ()
 
 
+async def test_move_into_the_same_mailbox(store: Store) -> None:
+    """RFC 6851 §3.3 (MOVE is COPY, then the expunge of the originals) with the source as the
+    target: new UIDs above the old UIDNEXT (U1), one MODSEQ for the copies and a higher one
+    for the expunge (U7), flags kept, and the quota unchanged, even when it is full (Q3); COPY into the same mailbox
+    needs room like any copy."""
+    acct = await account(store, quota=2 * len(message(1)))
+    box = await inbox(store, acct.id)
+    await append(store, box.id, message(1), message(2), flags=["\\Flagged"])
+    before = await store.get_mailbox_by_id(box.id)
+    used = (await store.get_account_by_id(acct.id)).used_bytes
+    moved = await store.move(box.id, [(1, 1)], box.id)
+    assert moved.pairs == ((1, 3),) and moved.expunged == (1,)
+    assert moved.uidvalidity == before.uidvalidity
+    metas = await store.fetch_meta(box.id, [(1, 10)])
+    assert [m.uid for m in metas] == [2, 3] and all(m.has("\\Flagged") for m in metas)
+    after = await store.get_mailbox_by_id(box.id)
+    assert after.uidnext == 4 and after.messages == 2
+    assert after.highestmodseq == before.highestmodseq + 2
+    assert metas[1].modseq == before.highestmodseq + 1
+    changes = await store.changes_since(box.id, before.highestmodseq)
+    assert changes.expunged == (1,) and [m.uid for m in changes.messages] == [3]
+    acct_after = await store.get_account_by_id(acct.id)
+    assert acct_after.used_bytes == used and acct_after.used_messages == 2
+    with pytest.raises(QuotaExceeded):      # a copy needs room, a move does not
+        await store.copy(box.id, [(2, 2)], box.id)
+
+
 async def test_move_within_account_is_allowed_at_full_quota(store: Store) -> None:
     """Q3 and RFC 9208: moving inside one quota root does not need more space."""
     acct = await account(store, quota=len(message(1)))

@@ -1,6 +1,7 @@
 """APPEND (RFC 9051 §6.3.12) with MULTIAPPEND (RFC 3502: several messages, all or none),
-literal8 (RFC 3516 §4.4), the UTF8 data extension (RFC 6855 §4), APPENDUID (RFC 4315 §3), the
-keyword bounds of issue 7, and the quota warnings of issue 9.
+literal8 (RFC 3516 §4.4, stored as casella.mail.storeform says), CATENATE (RFC 4469, the
+message built by handlers/catenate.py), the UTF8 data extension (RFC 6855 §4), APPENDUID
+(RFC 4315 §3), the keyword bounds of issue 7, and the quota warnings of issue 9.
 
 OK only after the store committed every message. Must never: touch SQL or files, or keep a
 staged body after the command.
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING
 from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
+from casella.imap.handlers.catenate import assemble
 from casella.imap.handlers.mailbox import find_mailbox, mailbox_name
 from casella.imap.quotawarn import send_quota_warnings
-from casella.imap.session import Done, to_crlf
+from casella.imap.session import Done
 from casella.imap.shared import shared_state
+from casella.mail.storeform import binary_form, text_form
 from casella.store.blobs import StagedBlob
 from casella.store.model import AppendItem
 
@@ -59,20 +62,27 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Done:
     all_flags: list[str] = []
     for msg in cmd.messages:
         all_flags.extend(msg.flags)
-        if not isinstance(msg.message, c.ExternalLiteral) and not msg.message:
+        if not msg.catenate and not isinstance(msg.message, c.ExternalLiteral) and \
+                not msg.message:
             raise No("Cannot store an empty message", "CANNOT")
     check_keywords(view, tuple(dict.fromkeys(all_flags)), known)
     staged: list[StagedBlob] = []
     try:
         items = []
         for msg in cmd.messages:
-            if isinstance(msg.message, c.ExternalLiteral):
+            if msg.catenate:
+                # RFC 4469 §3; the assembled message counts against size and quota.
+                blob = await assemble(s, msg.catenate)
+                staged.append(blob)
+            elif isinstance(msg.message, c.ExternalLiteral):
                 assert isinstance(msg.message.handle, StagedBlob)
                 blob = msg.message.handle
             else:
+                # RFC 3516 §4.4, §6: a literal8's binary parts are stored base64-encoded.
                 # Linked and its directory fsynced now, so the store's write lock (which every
                 # worker's writes wait for) is not held through that fsync.
-                blob = await s.store.blobs.stage(to_crlf(msg.message), publish_early=True)
+                data = binary_form(msg.message) if msg.binary else text_form(msg.message)
+                blob = await s.store.blobs.stage(data, publish_early=True)
                 staged.append(blob)
             internaldate = int(msg.date.timestamp()) if msg.date is not None else None
             items.append(AppendItem(blob, msg.flags, internaldate))

@@ -161,6 +161,14 @@ async def _after_copy(s: Session, dst_id: int, result: CopyResult) -> None:
     await send_quota_warnings(s.store, s.app.hostname, [s.account.id])
 
 
+async def _announce_copies_here(s: Session, dst_id: int) -> None:
+    """The copies went into the selected mailbox itself: announce them (EXISTS) before the
+    tagged OK, from the store, instead of waiting for the change event to come back."""
+    view = _view(s)
+    if view.mailbox_id == dst_id:
+        s.write(await view.sync(s.store, allow_expunge=True))
+
+
 async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
     """RFC 9051 §6.4.7 with COPYUID (RFC 4315 §3)."""
     view = _view(s)
@@ -175,6 +183,7 @@ async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
             return Done("COPY completed (nothing to copy)")
         raise No("The messages no longer exist", "EXPUNGEISSUED")
     await _after_copy(s, dst.id, result)
+    await _announce_copies_here(s, dst.id)
     src_set = seqset.compress_ordered([p[0] for p in result.pairs]).decode()
     dst_set = seqset.compress_ordered([p[1] for p in result.pairs]).decode()
     return Done("COPY completed", f"COPYUID {result.uidvalidity} {src_set} {dst_set}")
@@ -182,7 +191,9 @@ async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
 
 async def move(s: Session, tag: str, cmd: c.Move) -> Done:
     """RFC 6851 §3: COPYUID in an untagged OK, then EXPUNGE (VANISHED with QRESYNC, §4.3) for
-    each moved message."""
+    each moved message. The target may be the selected mailbox itself (RFC 6851 §3.3: MOVE is
+    COPY, then the expunge of the originals; COPY into the selected mailbox is allowed, RFC
+    9051 §6.4.7): each message gets a new UID, and its new sequence number follows in EXISTS."""
     view = _view(s)
     _writable(view)
     dst = await find_mailbox(s, cmd.mailbox, missing_code="TRYCREATE")
@@ -200,4 +211,5 @@ async def move(s: Session, tag: str, cmd: c.Move) -> Done:
     dst_set = seqset.compress_ordered([p[1] for p in result.pairs]).decode()
     s.write(r.status("*", "OK", "Moved", f"COPYUID {result.uidvalidity} {src_set} {dst_set}"))
     s.write(view.expunge_uids(result.expunged))
+    await _announce_copies_here(s, dst.id)
     return Done("MOVE completed")
