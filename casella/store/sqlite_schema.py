@@ -238,8 +238,16 @@ CREATE TABLE blob_bodies (
 )
 """
 
+# Version 7 (issue 18): an account's own POP3 policy, chosen on the customer page; NULL means
+# the config's `[pop3] delete` / `expire_days`.
+SCHEMA_V7 = """
+ALTER TABLE accounts ADD COLUMN pop3_delete TEXT;
+ALTER TABLE accounts ADD COLUMN pop3_expire_days INTEGER
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+                         SCHEMA_V7]
 
 
 def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:

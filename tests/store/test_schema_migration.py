@@ -25,7 +25,7 @@ def test_version_5_fills_the_search_columns_of_older_blobs(tmp_path: Path) -> No
         "parts, preview) VALUES (?, 1, 1, ?, x'', x'', x'', '', '')",
         [(f"{n:064x}", h) for n, h in enumerate(headers)])
 
-    assert sqlite_schema.migrate(conn) == len(sqlite_schema.MIGRATIONS) == 6
+    assert sqlite_schema.migrate(conn) == len(sqlite_schema.MIGRATIONS) == 7
     rows = conn.execute(f"SELECT header, {', '.join(sqlite_schema.SEARCH_COLUMNS)} "
                         "FROM blobs ORDER BY id").fetchall()
     assert [tuple(r[1:]) for r in rows] == [search_values(bytes(r[0])) for r in rows]
