@@ -1,7 +1,7 @@
 """What the HTTP handlers share: the keys under which the running server's objects hang on the
 aiohttp application, the Jinja2 environment (autoescaping on), and small helpers.
 
-Lives here: `APP` (casella.app.App), `LIFECYCLE`, `TEMPLATES`, `SESSIONS`, `SIGNER` (the Apple profile
+Lives here: `APP` (casella.app.App), `LIFECYCLE`, `USER`, `TEMPLATES`, `SESSIONS`, `SIGNER` (the Apple profile
 signing identity or None), `render`, `peer_ip`, `settings_of`. Must never: touch the store or
 files itself, or build HTML by string formatting (templates escape everything they print).
 """
@@ -28,6 +28,7 @@ class Lifecycle:
 
 APP = web.AppKey("casella.app", App)
 LIFECYCLE = web.AppKey("casella.lifecycle", Lifecycle)
+USER = web.RequestKey("casella.user", str)      # the logged-in address, for the log line
 TEMPLATES = web.AppKey("casella.templates", jinja2.Environment)
 SESSIONS = web.AppKey("casella.sessions", SessionCodec)
 SIGNER = web.AppKey("casella.signer", SigningIdentity | None)  # type: ignore[arg-type]

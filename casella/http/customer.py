@@ -23,7 +23,7 @@ from aiohttp import web
 
 from casella.auth.passwords import hash_password
 from casella.errors import NotFound, UserError
-from casella.http.common import APP, SESSIONS, peer_ip, render, settings_of
+from casella.http.common import APP, SESSIONS, USER, peer_ip, render, settings_of
 from casella.http.sessions import COOKIE_NAME, CSRF_FIELD, Session, cookie_attributes
 from casella.limits.sendlimit import SendingStatus, sending_status
 from casella.store.model import POP3_DELETE_POLICIES, Account
@@ -76,7 +76,7 @@ async def current(request: web.Request) -> tuple[Session | None, Account | None]
     if account is None or not hmac.compare_digest(
             codec.fingerprint(account.password_hash), session.fingerprint):
         return None, None
-    request["user"] = account.address
+    request[USER] = account.address
     return session, account
 
 
@@ -91,8 +91,10 @@ def _redirect(location: str) -> web.HTTPSeeOther:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise web.HTTPUnsupportedMediaType(text="expected a form\n")
+    """The submitted form; empty for any other body (which then fails the CSRF check)."""
+    if request.content_type not in ("application/x-www-form-urlencoded",
+                                    "multipart/form-data"):
+        return {}
     data = await request.post()
     return {k: v for k, v in data.items() if isinstance(v, str)}
 

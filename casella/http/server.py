@@ -36,6 +36,7 @@ from casella.http.common import (
     SESSIONS,
     SIGNER,
     TEMPLATES,
+    USER,
     Lifecycle,
     template_environment,
 )
@@ -68,7 +69,7 @@ def _log_extra(request: web.Request) -> dict[str, str]:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return {"proto": "https" if request.secure else "http",
             "remote": str(peer[0]) if peer else "-",
-            "user": request.get("user", "-")}
+            "user": request.get(USER, "-")}
 
 
 @web.middleware
