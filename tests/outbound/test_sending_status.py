@@ -5,7 +5,7 @@ each reason sending is stopped with when it lifts."""
 from __future__ import annotations
 
 from casella.limits.sendlimit import WINDOW, sending_status
-from tests.outbound.conftest import Env, env, fake_mx, resolver  # noqa: F401 (fixtures)
+from tests.outbound.conftest import Env
 
 
 async def test_nothing_sent(env: Env) -> None:
