@@ -41,8 +41,7 @@ def template_environment() -> jinja2.Environment:
     able to read the package later), autoescaped, and strict about undefined names."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("casella.http", "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True)
+        autoescape=True, undefined=jinja2.StrictUndefined)
     for name in TEMPLATE_NAMES:
         env.get_template(name)
     return env
