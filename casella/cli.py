@@ -130,6 +130,8 @@ async def _ensure_demo(config: Config) -> None:
         print(f"  SMTP submission {listen['submission']} (STARTTLS)", flush=True)
     if "smtp" in listen:
         print(f"  try: swaks --server {listen['smtp']} --to {user}", flush=True)
+    if "http" in listen:
+        print(f"  customer page http://{listen['http']}/ (log in as the demo user)", flush=True)
 
 
 def cmd_domain(config: Config, args: argparse.Namespace) -> int:
