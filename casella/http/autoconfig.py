@@ -144,7 +144,7 @@ async def apple_profile(request: web.Request) -> web.Response:
         data = mobileconfig.profile(settings_of(request.app[APP]), address, incoming)
     except mobileconfig.NoIncomingServer:
         raise web.HTTPNotFound(text=f"this server does not offer {incoming.upper()}\n")
-    signer = request.app[SIGNER]
+    signer = request.app[SIGNER].identity
     if signer is not None:
         data = mobileconfig.sign(data, signer)
     filename = f"{address.replace('@', '-at-')}-{incoming}.mobileconfig"

@@ -1,8 +1,8 @@
 """What the HTTP handlers share: the keys under which the running server's objects hang on the
 aiohttp application, the Jinja2 environment (autoescaping on), and small helpers.
 
-Lives here: `APP` (casella.app.App), `LIFECYCLE`, `USER`, `TEMPLATES`, `SESSIONS`, `SIGNER` (the Apple profile
-signing identity or None), `render`, `peer_ip`, `settings_of`. Must never: touch the store or
+Lives here: `APP` (casella.app.App), `LIFECYCLE`, `USER`, `TEMPLATES`, `SESSIONS`, `SIGNER`
+(what signs Apple profiles), `render`, `peer_ip`, `settings_of`. Must never: touch the store or
 files itself, or build HTML by string formatting (templates escape everything they print).
 """
 
@@ -31,7 +31,14 @@ LIFECYCLE = web.AppKey("casella.lifecycle", Lifecycle)
 USER = web.RequestKey("casella.user", str)      # the logged-in address, for the log line
 TEMPLATES = web.AppKey("casella.templates", jinja2.Environment)
 SESSIONS = web.AppKey("casella.sessions", SessionCodec)
-SIGNER = web.AppKey("casella.signer", SigningIdentity | None)  # type: ignore[arg-type]
+class ProfileSigner:
+    """What signs Apple profiles: the TLS identity, or None (self-signed: left unsigned)."""
+
+    def __init__(self, identity: SigningIdentity | None) -> None:
+        self.identity = identity
+
+
+SIGNER = web.AppKey("casella.signer", ProfileSigner)
 
 TEMPLATE_NAMES = ("base.html", "login.html", "account.html", "guide.html")
 

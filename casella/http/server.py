@@ -38,6 +38,7 @@ from casella.http.common import (
     TEMPLATES,
     USER,
     Lifecycle,
+    ProfileSigner,
     template_environment,
 )
 from casella.http.mobileconfig import load_identity
@@ -162,7 +163,7 @@ def create_application(app: App, session_key: bytes) -> web.Application:
     web_app[TEMPLATES] = template_environment()
     web_app[SESSIONS] = SessionCodec(session_key, config.http.session_lifetime)
     chain, key = certificate_files(config)
-    web_app[SIGNER] = load_identity(chain, key)
+    web_app[SIGNER] = ProfileSigner(load_identity(chain, key))
     web_app.add_routes([web.get("/health", health), web.get("/healthz", healthz),
                         web.get("/readyz", readyz)])
     web_app.add_routes(autoconfig.routes())
@@ -190,7 +191,8 @@ class _Tracked(asyncio.Protocol):
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+        self.inner.eof_received()
+        return None
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()

@@ -4,12 +4,11 @@ Lives here: the effective limits of an account (`effective_limits`: its own sett
 domain's, the lower wins; the config default when neither is set), its usage in the rolling
 one-hour window (`usage_from_events`), the refusal texts in the shape hosting customers know from
 cPanel/Exim, the RCPT-time check the submission session calls (`check_send_limits`), the guard
-the queue runner updates after delivery attempts (`update_guard`) and the plain-language notice
-an account receives when the guard trips (`guard_notice`), and the status the customer's page
-shows (`sending_status`). Asks the store for facts (send
-events, settings); the store never asks this module. Must never: import a protocol module, or
-discard mail: every refusal here is temporary (450), so the message stays in the customer's
-outbox.
+the queue runner updates after delivery attempts (`update_guard`), the plain-language notice an
+account receives when the guard trips (`guard_notice`), and what the customer's page shows
+(`sending_status`). Asks the store for facts (send events, settings); the store never asks this
+module. Must never: import a protocol module, or discard mail: every refusal here is temporary
+(450), so the message stays in the customer's outbox.
 
 Definitions (all over the last WINDOW seconds, `at > now - WINDOW`):
 - submitted: recipients the account handed to the outbound queue (one "submitted" send event
