@@ -122,6 +122,11 @@ def test_account_page_shows_quota_folders_and_sending(web: RunningServer,
     assert "<strong>0</strong> of 180 messages an hour" in page
     assert "<strong>0</strong> of 5 failed or delayed deliveries" in page
     assert "You can send mail." in page
+    for link in ("profile-imap", "profile-pop3"):
+        href = re.search(rf'href="([^"]+)" id="{link}"', page)
+        assert href, link
+        profile = client.get(href.group(1).replace("&amp;", "&"))
+        assert profile.status_code == 200 and b"alice@example.test" in profile.content
     guide = client.get("/guide").text
     for section in ("thunderbird", "outlook", "apple", "android", "gmail"):
         assert f'id="{section}"' in guide
