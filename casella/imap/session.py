@@ -562,7 +562,7 @@ class Session:
             outcome = f"{kind} {sentence}"
             if kind == "NO" and code == "SERVERBUG":
                 log.exception("%s failed", name, extra=self.log_extra())
-            elif isinstance(exc, ce.StorageError):
+            elif isinstance(exc, ce.StorageError) and not isinstance(exc, ce.BodyGone):
                 log.error("%s failed: %s", name, exc, extra=self.log_extra())
             if kind == "BAD":
                 self.bad_commands += 1
@@ -662,6 +662,9 @@ def _reply_for(exc: BaseException) -> tuple[str, str | None, str]:
     if isinstance(exc, ce.DiskFull):
         # Issue 7 §6: nothing was written; the session goes on and reads keep working.
         return "NO", "LIMIT", "The server's disk is full, try again later"
+    if isinstance(exc, ce.BodyGone):
+        # RFC 2180 §4.1.2: expunged by another session while the command ran.
+        return "NO", "EXPUNGEISSUED", "Some of the messages no longer exist"
     if isinstance(exc, ce.StorageError):
         return "NO", "UNAVAILABLE", "The mail store is not available right now, try again later"
     if isinstance(exc, ce.UserError):

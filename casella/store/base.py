@@ -45,7 +45,9 @@ UidRanges = Sequence[tuple[int, int]]
 
 class Store(abc.ABC):
     """One mail store. Methods raise casella.errors classes: NotFound/MailboxNotFound,
-    AlreadyExists/MailboxExists, InvalidName, MailboxNotAllowed, QuotaExceeded, StorageError."""
+    AlreadyExists/MailboxExists, InvalidName, MailboxNotAllowed, QuotaExceeded, StorageError
+    (BodyGone, DiskFull). A busy database is waited for inside the store, for a bounded time,
+    before it becomes a StorageError."""
 
     blobs: BlobStore
     bus: ChangeBus
@@ -218,11 +220,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def read_blobs(self, pieces: Sequence[tuple[str, int, int]]) -> list[bytes]:
-        """`read_blob(digest, offset, length)` for each piece, in one go."""
+        """`read_blob(digest, offset, length)` for each piece, in one go (BodyGone when any
+        of them is gone)."""
 
     @abc.abstractmethod
     async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
-        """Bytes of a stored message; read large ones in pieces to stream them."""
+        """Bytes of a stored message; read large ones in pieces to stream them. A body no
+        message holds any more (all of them removed since the caller read their metadata, and
+        the body collected) raises BodyGone; a body a message still holds that cannot be read
+        raises StorageError."""
 
     @abc.abstractmethod
     async def stored_bodies(self) -> list[str]:
