@@ -9,7 +9,14 @@ casella-live.db.lock, which the kernel hands to the next process the moment it i
 (SQLite's busy handler would sleep in steps of milliseconds). Start-up (open with repair)
 starts the counts from zero; a file a crash left unreadable is made anew.
 
-Must never: touch the mail store's database, fsync, or run SQL on the event loop thread.
+A transaction is three short statements (about 15 µs of CPU); the hop to a thread and back
+costs three times that, on every connect, login, logout and disconnect. So it runs on the
+event loop thread when it can start at once: the flock taken without waiting and SQLite's
+lock too (a connection of its own with no busy timeout). Only when another process holds
+either does it go to the thread, which waits for them.
+
+Must never: touch the mail store's database, fsync, or wait for a lock on the event loop
+thread.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from casella.errors import StorageError
-from casella.store.sqlite_base import SQLiteBase
+from casella.store.sqlite_base import SQLiteBase, _is_busy, _storage_error
 
 log = logging.getLogger("casella.store")
 
@@ -40,10 +47,16 @@ CREATE TABLE IF NOT EXISTS connections (
 """
 
 
+class _Contended(Exception):
+    """Another process holds the lock: the transaction goes to the live thread."""
+
+
 class LiveOps(SQLiteBase):
     _live_exec: ThreadPoolExecutor | None = None
-    _live_conn: sqlite3.Connection | None = None
+    _live_conn: sqlite3.Connection | None = None        # the live thread's
     _live_lock_fd: int | None = None
+    _fast_conn: sqlite3.Connection | None = None        # the event loop thread's
+    _fast_lock_fd: int | None = None                    # another open file: flock excludes
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -99,8 +112,45 @@ class LiveOps(SQLiteBase):
     async def _live(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._live_exec is None:
             raise StorageError("the store is closed")
+        if self._fast_conn is not None:
+            try:
+                return self._live_fast(self._fast_conn, fn)
+            except _Contended:
+                pass
         return await asyncio.get_running_loop().run_in_executor(
             self._live_exec, self._live_txn, fn)
+
+    def _live_fast(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """On the event loop thread: the transaction if no lock has to be waited for, else
+        _Contended with nothing done."""
+        fd = self._fast_lock_fd
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _Contended() from None
+        try:
+            return self._live_run(conn, fn)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_busy(exc):
+                raise _Contended() from None
+            raise _storage_error(exc, "counted (connections)") from exc
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _fast_open(self) -> None:
+        """On the live thread, at open: the event loop thread's connection and lock file."""
+        self._live_connect()
+        conn = sqlite3.connect(self.live_path, isolation_level=None, check_same_thread=False,
+                               timeout=0)
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA busy_timeout=0")
+        self._fast_conn = conn
+        if self._live_lock_fd is not None:
+            self._fast_lock_fd = os.open(self.live_path + ".lock", os.O_RDWR)
 
     def _live_reset(self) -> None:
         """Start-up: no connection is open yet, whatever the file says. A file left unreadable
@@ -119,6 +169,12 @@ class LiveOps(SQLiteBase):
         self._live_txn(lambda c: c.execute("DELETE FROM connections"))
 
     def _live_close_conn(self) -> None:
+        if self._fast_conn is not None:
+            self._fast_conn.close()
+            self._fast_conn = None
+        if self._fast_lock_fd is not None:
+            os.close(self._fast_lock_fd)
+            self._fast_lock_fd = None
         if self._live_conn is not None:
             self._live_conn.close()
             self._live_conn = None
@@ -133,8 +189,14 @@ class LiveOps(SQLiteBase):
             return
         await super().open(repair)
         self._live_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-live")
+        loop = asyncio.get_running_loop()
         if repair:
-            await asyncio.get_running_loop().run_in_executor(self._live_exec, self._live_reset)
+            await loop.run_in_executor(self._live_exec, self._live_reset)
+        try:
+            await loop.run_in_executor(self._live_exec, self._fast_open)
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            # Counting still works, on the live thread only (which says what is wrong).
+            log.warning("connection counts: no event-loop connection: %s", exc)
 
     async def close(self) -> None:
         live, self._live_exec = self._live_exec, None
