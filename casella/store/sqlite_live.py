@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS connections (
 """
 
 
+_ACQUIRE_ONE = ("INSERT INTO connections (key, owner, n) SELECT ?, ?, 1 WHERE (SELECT "
+                "coalesce(sum(n), 0) FROM connections WHERE key = ?) < ? "
+                "ON CONFLICT (key, owner) DO UPDATE SET n = n + 1")
+
+
 class _Contended(Exception):
     """Another process holds the lock: the transaction goes to the live thread."""
 
@@ -85,21 +90,26 @@ class LiveOps(SQLiteBase):
                             "serialises them: %s", exc)
         return self._live_conn
 
-    def _live_txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _live_txn(self, fn: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
         """On the live thread: `fn` in one write transaction under the cross-process flock."""
         conn = self._live_connect()
         fd = self._live_lock_fd
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            return self._retry_busy(conn, lambda: self._live_run(conn, fn),
+            return self._retry_busy(conn, lambda: self._live_run(conn, fn, single),
                                     "counted (connections)")
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     @staticmethod
-    def _live_run(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _live_run(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
+                  single: bool = False) -> T:
+        """`fn` in one transaction; `single`: `fn` is one statement that changes anything, in
+        a transaction of its own (autocommit), or statements that change nothing before it."""
+        if single:
+            return fn(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
@@ -109,18 +119,19 @@ class LiveOps(SQLiteBase):
         conn.execute("COMMIT")
         return result
 
-    async def _live(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _live(self, fn: Callable[[sqlite3.Connection], T], single: bool = False) -> T:
         if self._live_exec is None:
             raise StorageError("the store is closed")
         if self._fast_conn is not None:
             try:
-                return self._live_fast(self._fast_conn, fn)
+                return self._live_fast(self._fast_conn, fn, single)
             except _Contended:
                 pass
         return await asyncio.get_running_loop().run_in_executor(
-            self._live_exec, self._live_txn, fn)
+            self._live_exec, self._live_txn, fn, single)
 
-    def _live_fast(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _live_fast(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
+                   single: bool) -> T:
         """On the event loop thread: the transaction if no lock has to be waited for, else
         _Contended with nothing done."""
         fd = self._fast_lock_fd
@@ -130,7 +141,7 @@ class LiveOps(SQLiteBase):
             except BlockingIOError:
                 raise _Contended() from None
         try:
-            return self._live_run(conn, fn)
+            return self._live_run(conn, fn, single)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -209,6 +220,14 @@ class LiveOps(SQLiteBase):
 
     async def connections_acquire(self, owner: str,
                                   keys: Sequence[tuple[str, int]]) -> str | None:
+        if len(keys) == 1:
+            # The common case in one statement: counted if the key is below its limit.
+            key, limit = keys[0]
+
+            def one(conn: sqlite3.Connection) -> str | None:
+                counted = conn.execute(_ACQUIRE_ONE, (key, owner, key, limit)).rowcount
+                return None if counted else key
+            return await self._live(one, single=True)
         names = [k for k, _ in keys]
 
         def op(conn: sqlite3.Connection) -> str | None:
@@ -228,13 +247,14 @@ class LiveOps(SQLiteBase):
 
     async def connections_release(self, owner: str, keys: Sequence[str]) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            pairs = [(k, owner) for k in keys]
-            conn.executemany("UPDATE connections SET n = n - 1 WHERE key = ? AND owner = ?",
-                             pairs)
-            conn.executemany("DELETE FROM connections WHERE key = ? AND owner = ? AND n <= 0",
-                             pairs)
+            for key in keys:
+                # Mostly the owner's last connection of the key: its row goes, one statement.
+                if not conn.execute("DELETE FROM connections WHERE key = ? AND owner = ? "
+                                    "AND n <= 1", (key, owner)).rowcount:
+                    conn.execute("UPDATE connections SET n = n - 1 WHERE key = ? AND "
+                                 "owner = ?", (key, owner))
         if keys:
-            await self._live(op)
+            await self._live(op, single=len(keys) == 1)
 
     async def connections_count(self, keys: Sequence[str]) -> dict[str, int]:
         names = list(keys)
