@@ -336,8 +336,10 @@ class Store(abc.ABC):
     # (`ip:<addr>`, `imap-user-ip:<address> <addr>`), each held by an owner, one per server
     # process: "<node>/<worker>". The counts are shared by every worker and every node (DESIGN:
     # counters that limits depend on live where all of them see them) and need not survive a
-    # restart: a backend keeps them without an fsync (sqlite: a file of its own; postgres: an
-    # UNLOGGED table) and `open(repair=True)` may start a machine-local backend's from zero.
+    # restart: a backend keeps them without an fsync (sqlite: a table in shared memory, mapped
+    # from a file by every process of the machine; postgres: an UNLOGGED table), and
+    # `open(repair=True)` may start a machine-local backend's from zero. Each call is on the
+    # path of every connect, login, logout and disconnect: a backend keeps it to microseconds.
     # The server forgets a node's counts when the node starts and a worker's when the worker
     # is replaced, so a crash never leaves connections counted that are gone.
 
