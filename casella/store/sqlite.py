@@ -5,8 +5,8 @@ Lives here: `SQLiteStore`, the default backend of the store contract, assembled 
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_live (the
-open-connection counts, in a table every process maps: livecounts), on sqlite_base (threads, group commit,
-repair).
+open-connection counts, in a table every process maps: livecounts), on sqlite_base (threads,
+group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
 delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
