@@ -24,12 +24,13 @@ the same file).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from casella.errors import StorageError
@@ -72,16 +73,19 @@ class LiveCounts:
         empty. A table that is not one (a crash left it damaged) is made anew too."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self._fd = fd
-        with self._locked(blocking=True):
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             head = os.pread(fd, _HEADER.size, 0)
-            valid = len(head) == _HEADER.size and _HEADER.unpack(head)[0] == MAGIC and \
-                _HEADER.unpack(head)[1] > 0 and \
-                os.fstat(fd).st_size >= _SLOTS_AT + _HEADER.unpack(head)[1] * SLOT_SIZE
-            if reset or not valid:
+            magic, capacity = _HEADER.unpack(head)[:2] if len(head) == _HEADER.size \
+                else (b"", 0)
+            if reset or magic != MAGIC or capacity <= 0 or \
+                    os.fstat(fd).st_size < _SLOTS_AT + capacity * SLOT_SIZE:
                 os.ftruncate(fd, 0)
                 os.ftruncate(fd, _SLOTS_AT + INITIAL_CAPACITY * SLOT_SIZE)
                 os.pwrite(fd, _HEADER.pack(MAGIC, INITIAL_CAPACITY, 0, 0), 0)
             self._remap()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._map is not None:
@@ -92,8 +96,12 @@ class LiveCounts:
             self._fd = None
 
     def _remap(self) -> mmap.mmap:
-        """Map the whole file again if it grew (another process rebuilt the table bigger)."""
+        """Map the whole file again if it grew (another process rebuilt the table bigger: the
+        header, which every mapping holds, says so)."""
         assert self._fd is not None
+        m = self._map
+        if m is not None and _HEADER.unpack_from(m, 0)[1] == self._capacity:
+            return m
         capacity = _HEADER.unpack(os.pread(self._fd, _HEADER.size, 0))[1]
         if self._map is None or capacity != self._capacity:
             if self._map is not None:
@@ -102,25 +110,20 @@ class LiveCounts:
             self._capacity = capacity
         return self._map
 
-    class _Lock:
-        def __init__(self, fd: int, blocking: bool) -> None:
-            self.fd = fd
-            self.blocking = blocking
-
-        def __enter__(self) -> None:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX if self.blocking
-                            else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Contended() from None
-
-        def __exit__(self, *exc: object) -> None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-    def _locked(self, blocking: bool) -> LiveCounts._Lock:
-        if self._fd is None:
+    @contextlib.contextmanager
+    def _locked(self, blocking: bool) -> Iterator[mmap.mmap]:
+        """The table, mapped whole, under the flock."""
+        fd = self._fd
+        if fd is None:
             raise StorageError("the connection counts are closed")
-        return LiveCounts._Lock(self._fd, blocking)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Contended() from None
+        try:
+            yield self._remap()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     # --- owners ------------------------------------------------------------------------------
 
@@ -220,8 +223,7 @@ class LiveCounts:
 
     def acquire(self, owner: str, keys: Sequence[tuple[str, int]],
                 blocking: bool = True) -> str | None:
-        with self._locked(blocking):
-            m = self._remap()
+        with self._locked(blocking) as m:
             me = self._owner(m, owner, add=True)
             found = []
             for key, limit in keys:
@@ -249,8 +251,7 @@ class LiveCounts:
             return None
 
     def release(self, owner: str, keys: Sequence[str], blocking: bool = True) -> None:
-        with self._locked(blocking):
-            m = self._remap()
+        with self._locked(blocking) as m:
             me = self._owner(m, owner, add=False)
             if not me:
                 return
@@ -270,8 +271,7 @@ class LiveCounts:
             self._set_header(m, used, live)
 
     def count(self, keys: Sequence[str], blocking: bool = True) -> dict[str, int]:
-        with self._locked(blocking):
-            m = self._remap()
+        with self._locked(blocking) as m:
             out = {}
             for key in keys:
                 total = self._scan(m, _hash(key), 0)[0]
@@ -280,8 +280,7 @@ class LiveCounts:
             return out
 
     def forget(self, owner: str, blocking: bool = True) -> int:
-        with self._locked(blocking):
-            m = self._remap()
+        with self._locked(blocking) as m:
             owners = self._owners_under(m, owner)
             if not owners:
                 return 0
