@@ -41,6 +41,7 @@ asyncio.run(main())
 def test_a_claim_finished_but_not_yet_called_back_is_not_waited_on_for_ever() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True,
+                          check=False,
                           timeout=60, cwd=root)
     assert done.returncode == 0, done.stderr
     # The second session's UIDs (up to 12) were taken by the first claim (up to 16): none
