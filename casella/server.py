@@ -120,10 +120,13 @@ class Server:
         # process starts its node's counts from zero; a worker forgets what the worker it
         # replaces left counted (the supervisor forgot the node's at start-up).
         counter = ConnectionCounter(store, owner_id(self.worker))
-        if self._repair:
-            await store.connections_forget(node_name())
-        else:
-            await counter.forget_own()
+        try:
+            if self._repair:
+                await store.connections_forget(node_name())
+            else:
+                await counter.forget_own()
+        except StorageError as exc:
+            log.error("connection counts not reset: %s", exc)
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
                        tls_context=tls, connections=counter)
         self.listeners = ListenerGroup(

@@ -13,8 +13,10 @@ Layout: a header (magic, capacity, slots in use, live slots), a table of up to M
 names (the index of its entry + 1 stands for an owner in the slots), then `capacity` slots of
 (128-bit hash of the key, owner index, count). Linear probing; a slot whose count drops to zero
 becomes a tombstone (owner TOMB) so that chains stay whole; the table is rebuilt, bigger when
-it must be, once used slots pass 60%. It only ever grows, so a process whose mapping is smaller
-than the file just maps it again.
+it must be, once used slots would pass 60%. The file only ever grows, so a process whose mapping
+is smaller than the file just maps it again, and no mapping reaches past its end; its blocks are
+allocated before use, so that a write to the mapping never needs a block of a full disk (either
+would be a SIGBUS).
 
 Lives here: `LiveCounts`, one open file, mapped; `Contended` when a non-blocking call would wait.
 Must never: fsync, import anything of casella but the errors, or be used by two threads at once
@@ -53,6 +55,14 @@ class Contended(Exception):
     """Another process (or thread) holds the table: a non-blocking call did nothing."""
 
 
+def _allocate(fd: int, size: int) -> None:
+    """Blocks for the first `size` bytes of the file (which grows to that size if shorter)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        raise StorageError(f"no room for the connection counts: {exc.strerror or exc}") from exc
+
+
 def _hash(key: str) -> bytes:
     h = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     return h if h != _EMPTY else b"\x01" + h[1:]
@@ -69,23 +79,35 @@ class LiveCounts:
     # --- life cycle --------------------------------------------------------------------------
 
     def open(self, reset: bool) -> None:
-        """Map the table; with `reset` (server start-up: no connection is open) make it anew,
-        empty. A table that is not one (a crash left it damaged) is made anew too."""
+        """Map the table; with `reset` (server start-up: no connection is open) empty it. A
+        table that is not one (a crash left it damaged) is emptied too. The file is never made
+        shorter (another mapping of it would fault past the end) and its blocks are allocated
+        before they are mapped (a write to an unallocated page of a full disk faults too):
+        StorageError when there is no room."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self._fd = fd
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            size = os.fstat(fd).st_size
             head = os.pread(fd, _HEADER.size, 0)
             magic, capacity = _HEADER.unpack(head)[:2] if len(head) == _HEADER.size \
                 else (b"", 0)
-            if reset or magic != MAGIC or capacity <= 0 or \
-                    os.fstat(fd).st_size < _SLOTS_AT + capacity * SLOT_SIZE:
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, _SLOTS_AT + INITIAL_CAPACITY * SLOT_SIZE)
-                os.pwrite(fd, _HEADER.pack(MAGIC, INITIAL_CAPACITY, 0, 0), 0)
+            valid = magic == MAGIC and capacity > 0 and \
+                size >= _SLOTS_AT + capacity * SLOT_SIZE
+            if reset or not valid:
+                if not valid:
+                    capacity = INITIAL_CAPACITY
+                end = _SLOTS_AT + capacity * SLOT_SIZE
+                _allocate(fd, max(end, size))
+                for at in range(0, end, 1 << 20):
+                    os.pwrite(fd, bytes(min(1 << 20, end - at)), at)
+                os.pwrite(fd, _HEADER.pack(MAGIC, capacity, 0, 0), 0)
             self._remap()
-        finally:
+        except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            self.close()
+            raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._map is not None:
@@ -200,16 +222,23 @@ class LiveCounts:
     def _set_header(self, m: mmap.mmap, used: int, live: int) -> None:
         _HEADER.pack_into(m, 0, MAGIC, self._capacity, used, live)
 
-    def _rebuild(self, m: mmap.mmap) -> mmap.mmap:
-        """Drop the tombstones; at least four slots per live entry (the file only grows)."""
+    def _rebuild(self, m: mmap.mmap, adding: int) -> mmap.mmap:
+        """Drop the tombstones, with room for `adding` more entries: at least four slots per
+        entry, the file grown if need be (never shrunk). Without room on disk to grow, in the
+        slots there are if the entries fit; else StorageError, nothing changed."""
         entries = [e for e in _SLOT.iter_unpack(m[_SLOTS_AT:_SLOTS_AT + self._capacity *
                                                    SLOT_SIZE]) if e[0] != _EMPTY]
         capacity = self._capacity
-        while capacity < 4 * len(entries):
+        while capacity < 4 * (len(entries) + adding):
             capacity *= 2
         assert self._fd is not None
         if capacity != self._capacity:
-            os.ftruncate(self._fd, _SLOTS_AT + capacity * SLOT_SIZE)
+            try:
+                _allocate(self._fd, _SLOTS_AT + capacity * SLOT_SIZE)
+            except StorageError:
+                if (len(entries) + adding) * 10 > self._capacity * 6:
+                    raise
+                capacity = self._capacity
         _HEADER.pack_into(m, 0, MAGIC, capacity, 0, 0)
         m = self._remap()
         m[_SLOTS_AT:_SLOTS_AT + capacity * SLOT_SIZE] = bytes(capacity * SLOT_SIZE)
@@ -233,6 +262,12 @@ class LiveCounts:
                     return key
                 found.append((h, mine, free))
             used, live = self._header(m)
+            adding = sum(1 for f in found if f[1] < 0)
+            if (used + adding) * 10 > self._capacity * 6:
+                # Room first (the only step that can fail), then the slots as they now are.
+                m = self._rebuild(m, adding)
+                found = [(h, *self._scan(m, h, me)[1:]) for h, _, _ in found]
+                used, live = self._header(m)
             for n, (h, mine, free) in enumerate(found):
                 if n and h in [f[0] for f in found[:n]]:
                     _, mine, free = self._scan(m, h, me)     # the same key twice
@@ -246,8 +281,6 @@ class LiveCounts:
                 _SLOT.pack_into(m, at, h, me, 1)
                 live += 1
             self._set_header(m, used, live)
-            if used * 10 > self._capacity * 6:
-                self._rebuild(m)
             return None
 
     def release(self, owner: str, keys: Sequence[str], blocking: bool = True) -> None:

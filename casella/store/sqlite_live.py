@@ -41,7 +41,7 @@ class LiveOps(SQLiteBase):
         on the store's thread."""
         fast, slow, pool = self._live_fast, self._live_slow, self._live_exec
         if fast is None or slow is None or pool is None:
-            raise StorageError("the store is closed")
+            raise StorageError("the connection counts are not available")
         try:
             return fn(fast, False)
         except Contended:
@@ -61,12 +61,14 @@ class LiveOps(SQLiteBase):
         try:
             await loop.run_in_executor(pool, slow.open, repair)
             await loop.run_in_executor(pool, fast.open, False)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
+            # The mail goes on (a full disk must not stop the server, issue 7 §6); every count
+            # is a StorageError, and the connection limits let connections in uncounted.
+            log.error("the connection counts cannot be opened: %s", exc)
             slow.close()
             fast.close()
             pool.shutdown(wait=True)
-            await super().close()
-            raise StorageError(f"the connection counts cannot be opened: {exc}") from exc
+            return
         self._live_exec, self._live_slow, self._live_fast = pool, slow, fast
 
     async def close(self) -> None:

@@ -116,3 +116,29 @@ async def test_a_lock_another_process_holds_is_waited_for_off_the_event_loop(
         assert await store.connections_count([KEY]) == {KEY: 1}
     finally:
         await store.close()
+
+
+def test_start_up_empties_the_table_in_place(tmp_path: Path) -> None:
+    """Emptying (start-up) or making anew (a damaged header) never makes the file shorter: a
+    process still mapping a grown table keeps working (a mapping past the end of its file
+    faults with SIGBUS), and sees the table empty."""
+    path = tmp_path / "counts"
+    grown, other = LiveCounts(path), LiveCounts(path)
+    grown.open(reset=True)
+    other.open(reset=False)
+    try:
+        keys = [f"ip:10.0.{i // 256}.{i % 256}" for i in range(2 * INITIAL_CAPACITY)]
+        for key in keys:
+            grown.acquire("h/0", [(key, 5)])
+        size = path.stat().st_size
+        assert other.count(keys[-3:]) == dict.fromkeys(keys[-3:], 1)
+        restart = LiveCounts(path)
+        restart.open(reset=True)
+        restart.close()
+        assert path.stat().st_size == size
+        assert other.count(keys) == {} and grown.count(keys[:5]) == {}
+        assert grown.acquire("h/0", [(keys[-1], 1)]) is None
+        assert other.acquire("h/1", [(keys[-1], 1)]) == keys[-1]
+    finally:
+        grown.close()
+        other.close()
