@@ -1,7 +1,7 @@
 """The running server's shared objects, handed to every protocol service.
 
-Lives here: `App` (config, store, authenticator, TLS context). Must never: start listeners or
-contain protocol logic.
+Lives here: `App` (config, store, authenticator, TLS context, the connection counter this
+process counts with). Must never: start listeners or contain protocol logic.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from casella.auth.authenticator import Authenticator
 from casella.config import Config, HostPort
+from casella.limits.connections import ConnectionCounter
 from casella.store.base import Store
 
 
@@ -20,6 +21,7 @@ class App:
     store: Store
     auth: Authenticator
     tls_context: ssl.SSLContext
+    connections: ConnectionCounter
     # Where each listener is bound (a configured port 0 shows the port picked): what client
     # autoconfiguration tells mail programs.
     bound: dict[str, HostPort] = field(default_factory=dict)

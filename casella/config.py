@@ -116,7 +116,7 @@ class LimitsConfig:
     defers_failures_per_hour: int = 5
     defers_failures_percent: int = 55
     max_connections: int = 5000           # open connections per process, all listeners
-    max_connections_per_ip: int = 50      # from one client address, all listeners
+    max_connections_per_ip: int = 50      # from one client address, all listeners and workers
 
 
 @dataclass(frozen=True)

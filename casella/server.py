@@ -19,7 +19,8 @@ from typing import Any, Callable
 from casella.app import App
 from casella.auth.authenticator import Authenticator
 from casella.config import Config, HostPort
-from casella.errors import ConfigError
+from casella.errors import ConfigError, StorageError
+from casella.limits.connections import ConnectionCounter, node_name, owner_id
 from casella.net.listener import ConnectionLimits, ListenerGroup, Service
 from casella.net.tls import server_context
 from casella.store.base import Store
@@ -85,8 +86,9 @@ class Server:
 
     def __init__(self, config: Config, *, sockets: dict[str, socket.socket] | None = None,
                  bus: ChangeBus | None = None, repair: bool = True,
-                 run_background: bool = True) -> None:
+                 run_background: bool = True, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.store: Store | None = None
         self.app: App | None = None
         self.listeners: ListenerGroup | None = None
@@ -117,12 +119,24 @@ class Server:
         store = open_store(config, self._bus)
         await store.open(repair=self._repair)
         self.store = store
+        # Connection limits count in the store, as this process's owner id. Alone, this
+        # process starts its node's counts from zero; a worker forgets what the worker it
+        # replaces left counted (the supervisor forgot the node's at start-up).
+        counter = ConnectionCounter(store, owner_id(self.worker))
+        try:
+            if self._repair:
+                await store.connections_forget(node_name())
+            else:
+                await counter.forget_own()
+        except StorageError as exc:
+            log.error("connection counts not reset: %s", exc)
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
-                       tls_context=tls, bound=self.bound)
+                       tls_context=tls, connections=counter, bound=self.bound)
         self.listeners = ListenerGroup(
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
-                                    max_per_ip=config.limits.max_connections_per_ip))
+                                    max_per_ip=config.limits.max_connections_per_ip),
+            ip_counter=counter)
         services: dict[str, Service] = {}
         for name in config.listen:
             module_name = PROVIDERS[name]
@@ -153,6 +167,12 @@ class Server:
             await service.close()
         self._opened.clear()
         if self.store is not None:
+            if self.app is not None:
+                # Sessions cut off at the end of the grace period may not have released theirs.
+                try:
+                    await self.app.connections.forget_own()
+                except StorageError as exc:
+                    log.warning("connection counts not dropped at stop: %s", exc)
             await self.store.close()
 
 

@@ -274,11 +274,11 @@ def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:
         last = rows[-1][0]
 
 
-def configure(conn: sqlite3.Connection, writer: bool) -> None:
+def configure(conn: sqlite3.Connection, writer: bool, busy_timeout_ms: int = 30000) -> None:
     """Connection settings. synchronous=FULL: a commit is on disk when COMMIT returns."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-65536")
