@@ -23,7 +23,13 @@ from casella.mail.addresses import normalize_address, normalize_domain
 from casella.move.progress import Progress
 from casella.pop3.proto import uidl_string
 from casella.store.base import Store
-from casella.store.model import DEFAULT_MAILBOXES, ImportItem, Mailbox, canonical_flag
+from casella.store.model import (
+    DEFAULT_MAILBOXES,
+    ImportItem,
+    Mailbox,
+    canonical_flag,
+    valid_pop3_uidl,
+)
 
 BATCH_MESSAGES = 200             # messages per import transaction ...
 BATCH_BYTES = 16 * 1024 * 1024   # ... or this many octets of bodies, whichever comes first
@@ -89,6 +95,31 @@ def stored_uidl(uid: int, uidvalidity: int, uidl: str | None) -> str | None:
     return uidl
 
 
+def choose_uidls(messages: Sequence[SourceMessage], uidvalidity: int,
+                 taken: Iterable[str] = ()) -> tuple[dict[int, str], list[int]]:
+    """The UIDLs to keep (by UID) for messages about to be imported, and the UIDs whose UIDL
+    cannot be kept (PROMISES U5: unique in the maildrop): one already kept in the mailbox
+    (`taken`) or given earlier in `messages`, one that is not 1-70 printable characters, or
+    one of the form casella derives for another UID of this UIDVALIDITY (it would clash with
+    that message's, now or once that UID is given out). Those get the derived UIDL."""
+    derived_tail = f"{uidvalidity:08X}"
+    used = set(taken)
+    kept: dict[int, str] = {}
+    dropped: list[int] = []
+    for msg in messages:
+        uidl = stored_uidl(msg.uid, uidvalidity, msg.pop3_uidl)
+        if uidl is None:
+            continue
+        clash = (len(uidl) == 16 and uidl.endswith(derived_tail)
+                 and all(c in "0123456789ABCDEF" for c in uidl))
+        if clash or uidl in used or not valid_pop3_uidl(uidl):
+            dropped.append(msg.uid)
+            continue
+        used.add(uidl)
+        kept[msg.uid] = uidl
+    return kept, dropped
+
+
 async def sync_mailbox(store: Store, account_id: int, src: SourceMailbox,
                        progress: Progress) -> Mailbox:
     """Bring the store's mailbox `src.name` in line with `src` (see the module docstring)."""
@@ -99,15 +130,22 @@ async def sync_mailbox(store: Store, account_id: int, src: SourceMailbox,
     if below or start > 1:
         await _reconcile(store, mb, src, below, progress)
     todo = [m for m in src.messages if m.uid >= start]
+    taken = (await store.pop3_uidls(mb.id)).values() if start > 1 else ()
+    uidls, dropped = choose_uidls(todo, src.uidvalidity, taken)
+    if dropped:
+        progress.note(f"{src.name}: the POP3 UIDL of {len(dropped)} messages (UID "
+                      f"{', '.join(map(str, dropped[:5]))}{' …' if len(dropped) > 5 else ''}) "
+                      "is a duplicate or clashes with casella's own: POP3 clients see them as "
+                      "new")
     for i in range(0, len(todo), BATCH_MESSAGES):
-        await _import_batch(store, mb, src, todo[i:i + BATCH_MESSAGES], progress)
+        await _import_batch(store, mb, todo[i:i + BATCH_MESSAGES], uidls, progress)
     return await store.import_mailbox(account_id, src.name, src.uidvalidity,
                                       uidnext=src.uidnext, highestmodseq=src.highestmodseq,
                                       expunged=src.expunged)
 
 
-async def _import_batch(store: Store, mb: Mailbox, src: SourceMailbox,
-                        batch: list[SourceMessage], progress: Progress) -> None:
+async def _import_batch(store: Store, mb: Mailbox, batch: list[SourceMessage],
+                        uidls: dict[int, str], progress: Progress) -> None:
     """Stage and import `batch` in transactions of at most BATCH_BYTES of bodies."""
     items: list[ImportItem] = []
     size = 0
@@ -117,7 +155,7 @@ async def _import_batch(store: Store, mb: Mailbox, src: SourceMailbox,
             items.append(ImportItem(
                 await store.blobs.stage(data), uid=msg.uid, modseq=msg.modseq,
                 flags=msg.flags, internaldate=msg.internaldate, savedate=msg.savedate,
-                pop3_uidl=stored_uidl(msg.uid, src.uidvalidity, msg.pop3_uidl),
+                pop3_uidl=uidls.get(msg.uid),
                 pop3_retrieved=msg.pop3_retrieved, pop3_hidden=msg.pop3_hidden))
             size += len(data)
             if size >= BATCH_BYTES:
