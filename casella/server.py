@@ -122,7 +122,9 @@ class Server:
         self.listeners = ListenerGroup(
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
-                                    max_per_ip=config.limits.max_connections_per_ip))
+                                    max_per_ip=config.limits.max_connections_per_ip),
+            proxy_from=config.proxy_protocol.trusted,
+            proxy_timeout=config.proxy_protocol.timeout)
         services: dict[str, Service] = {}
         for name in config.listen:
             module_name = PROVIDERS[name]

@@ -74,6 +74,10 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
         self.peer_port = 0
+        # Behind a load balancer (PROXY protocol): the client it named, set before the
+        # connection is made; peer_ip/peer_port then are the client's, proxy_ip the balancer's.
+        self.proxied_peer: tuple[str, int] | None = None
+        self.proxy_ip = ""
         self.local_port = 0
         self.tls = False
         self.tls_version: str | None = None
@@ -114,6 +118,9 @@ class Connection(asyncio.Protocol):
             except OSError:
                 pass
         peer = transport.get_extra_info("peername")
+        if self.proxied_peer is not None:
+            self.proxy_ip = peer[0] if peer else ""
+            peer = self.proxied_peer
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
         sock = transport.get_extra_info("sockname")
