@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +22,40 @@ def _selection(args: argparse.Namespace) -> Any:
     return Selection(args.account or (), args.domain or ())
 
 
+async def _guarded(progress: Any, work: Awaitable[int]) -> int:
+    """Run an export or import: a file the system refuses (permissions, a full disk) is a
+    one-line error, and the progress bar's line is ended before it."""
+    try:
+        return await work
+    except OSError as exc:
+        progress.interrupt()
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise UserError(f"{where}{exc.strerror or exc}") from None
+    except BaseException:
+        progress.interrupt()
+        raise
+
+
 def export_command(store: Any, args: argparse.Namespace) -> Any:
     from casella.move.exporter import export_store
     from casella.move.progress import Progress
 
+    progress = Progress("exported", 0)
+
     async def run() -> int:
         accounts, messages = await export_store(store, Path(args.dir), _selection(args),
-                                                Progress("exported", 0))
+                                                progress)
         print(f"exported {accounts} accounts, {messages} messages to {args.dir}")
         return 0
-    return run()
+    return _guarded(progress, run())
 
 
 def import_command(store: Any, config: Config, args: argparse.Namespace) -> Any:
     from casella.move.progress import Progress
 
+    progress = Progress("imported", 0)
+
     async def run() -> int:
-        progress = Progress("imported", 0)
         if args.from_dovecot is None:
             from casella.move.importer import import_export
 
@@ -60,7 +77,7 @@ def import_command(store: Any, config: Config, args: argparse.Namespace) -> Any:
         for address in locked:
             print(f"{address} has no password yet: casella user passwd {address}")
         return 0
-    return run()
+    return _guarded(progress, run())
 
 
 def add_parsers(sub: Any, parser_class: type, with_store: Callable[..., int]) -> None:

@@ -59,6 +59,13 @@ class Progress:
         self.stream.flush()
         self._draw(force=True)
 
+    def interrupt(self) -> None:
+        """The work stopped with an error: end the bar's line, so the error line that follows
+        starts on its own."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def finish(self) -> None:
         if self.tty:
             self._draw(force=True)

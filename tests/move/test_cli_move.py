@@ -59,6 +59,7 @@ def test_export_then_import_from_the_command_line(configs: tuple[Path, Path],
     (["import", "--from-dovecot", "nowhere"], 1, "is not a directory"),
     (["import", "--from-dovecot", ".", "--pop3-uidl-format", "%m"], 1, "pop3_uidl_format"),
     (["export", "x", "--account", "nobody@example.test"], 1, "no such user"),
+    (["export", "old.toml/sub"], 1, "Not a directory"),
 ])
 def test_mistakes_are_one_line(configs: tuple[Path, Path], tmp_path: Path, args: list[str],
                                code: int, text: str) -> None:

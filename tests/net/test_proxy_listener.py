@@ -8,6 +8,7 @@ over-long header closes the connection."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import socket
 import ssl
@@ -67,6 +68,13 @@ class Line:
         self.sock: socket.socket = tls.wrap_socket(sock) if tls else sock
         self.buf = b""
 
+    @classmethod
+    def on(cls, sock: socket.socket) -> Line:
+        """A Line on a socket the test connected itself."""
+        line = cls.__new__(cls)
+        line.sock, line.buf = sock, b""
+        return line
+
     def line(self) -> bytes:
         while b"\r\n" not in self.buf:
             data = self.sock.recv(65536)
@@ -124,6 +132,24 @@ def test_imap_counts_failed_logins_for_the_client_not_the_proxy(
     connects = [r for r in caplog.records if r.getMessage().startswith("connect")]
     assert [(r.getMessage(), getattr(r, "remote", None)) for r in connects] == [
         ("connect through proxy 127.0.0.1", "203.0.113.7")]
+
+
+@pytest.mark.parametrize("header", [v1("203.0.113.9"), v2("203.0.113.9", dport=143)])
+def test_a_header_in_pieces(make_server: Callable[..., RunningServer], header: bytes) -> None:
+    """The header may arrive in several segments (each read takes only what is there, all of
+    it header) and the first command right behind its last byte."""
+    server = proxied(make_server)
+    sock = socket.create_connection(("127.0.0.1", server.port("imap")), timeout=10)
+    cuts = [0, 3, 7, 13, len(header) - 1, len(header)]
+    for lo, hi in itertools.pairwise(cuts):
+        sock.sendall(header[lo:hi])
+        time.sleep(0.05)
+    sock.sendall(b"a1 LOGIN alice@example.test wrong\r\n")
+    c = Line.on(sock)
+    assert c.line().startswith(b"* OK")
+    assert c.until(b"a1 ")[-1].startswith(b"a1 NO")
+    c.close()
+    assert failures(server, "203.0.113.9") == 1
 
 
 def test_pop3_with_a_version_2_header_from_ipv6(
