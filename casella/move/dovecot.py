@@ -190,9 +190,9 @@ def expand_uidl_format(fmt: str, uid: int, uidvalidity: int, filename: str,
         if var == "%":
             out.append("%")
             continue
-        value: str | int = {"u": uid, "v": uidvalidity, "f": filename,
-                            "g": guid or filename}[var]
-        text = str(value)
+        values: dict[str, str] = {"u": str(uid), "v": str(uidvalidity), "f": filename,
+                                  "g": guid or filename}
+        text = values[var]
         for mod in m.group("mods"):
             if mod == "X":
                 if not text.isdigit():
