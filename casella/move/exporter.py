@@ -77,7 +77,8 @@ async def _export_account(store: Store, root: Path, acct: Account, mailboxes: li
         messages_per_hour=acct.messages_per_hour,
         defers_failures_per_hour=acct.defers_failures_per_hour,
         defers_failures_percent=acct.defers_failures_percent,
-        subscriptions=tuple(await store.list_subscriptions(acct.id)), created=acct.created)
+        subscriptions=tuple(await store.list_subscriptions(acct.id)), created=acct.created,
+        pop3_delete=acct.pop3_delete, pop3_expire_days=acct.pop3_expire_days)
     (adir / fmt.ACCOUNT).write_text(fmt.to_json(record) + "\n", encoding="utf-8")
     written: dict[str, Path] = {}        # digest -> a file already holding that body
     count = 0

@@ -74,6 +74,8 @@ class AccountRecord:
     defers_failures_percent: int | None = None
     subscriptions: tuple[str, ...] = ()
     created: int = 0
+    pop3_delete: str | None = None        # the account's own POP3 policy; None: the config's
+    pop3_expire_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,9 @@ def account_from(where: str, value: Any) -> AccountRecord:
         defers_failures_per_hour=_int(where, d, "defers_failures_per_hour", optional=True),
         defers_failures_percent=_int(where, d, "defers_failures_percent", optional=True),
         subscriptions=_strings(where, d, "subscriptions"),
-        created=_int(where, d, "created", optional=True) or 0)
+        created=_int(where, d, "created", optional=True) or 0,
+        pop3_delete=_str(where, d, "pop3_delete", optional=True),
+        pop3_expire_days=_int(where, d, "pop3_expire_days", optional=True))
 
 
 def mailbox_from(where: str, value: Any) -> MailboxRecord:

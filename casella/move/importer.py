@@ -138,6 +138,7 @@ async def import_export(store: Store, root: Path, selection: Selection,
                                     rec.quota_messages)
         await store.set_send_limits(rec.address, {k: getattr(rec, k) for k in fmt.LIMIT_KEYS})
         await store.set_sending_held(rec.address, rec.sending_held)
+        await store.set_pop3_policy(rec.address, rec.pop3_delete, rec.pop3_expire_days)
         placeholders = []
         for mdir, mrec in boxes[adir]:
             if not mrec.selectable:

@@ -40,6 +40,7 @@ async def fill(store: Store) -> None:
     carol = await store.add_account("carol@other.test", PASSWORD_HASH + "c", 2**20)
     await store.set_send_limits("alice@example.test", {"defers_failures_percent": 70})
     await store.set_sending_held("bob@example.test", True)
+    await store.set_pop3_policy("bob@example.test", "hide", 30)
     await store.add_alias("info@example.test", ["alice@example.test", "x@remote.org"])
     await store.add_alias("@other.test", ["carol@other.test"])
 
@@ -91,7 +92,8 @@ async def snapshot(store: Store, bodies: bool = True) -> dict[str, Any]:
         key = acct.address
         out[key] = (acct.password_hash, acct.quota_bytes, acct.quota_messages, acct.used_bytes,
                     acct.used_messages, acct.sending_held, acct.messages_per_hour,
-                    acct.defers_failures_per_hour, acct.defers_failures_percent)
+                    acct.defers_failures_per_hour, acct.defers_failures_percent,
+                    acct.pop3_delete, acct.pop3_expire_days)
         out[f"{key} subscriptions"] = await store.list_subscriptions(acct.id)
         for mb in await store.list_mailboxes(acct.id):
             where = f"{key} {mb.name}"

@@ -241,6 +241,24 @@ def test_pop3s_through_an_ssl_socket(make_server: Callable[..., RunningServer]) 
     assert failures(server, "192.0.2.77") == 1
 
 
+@pytest.mark.parametrize("listener", ["http", "https"])
+def test_http_sees_the_client_behind_the_proxy(make_server: Callable[..., RunningServer],
+                                               caplog: pytest.LogCaptureFixture,
+                                               listener: str) -> None:
+    """The web listeners hand the connection to their HTTP engine; the request log (and the
+    customer page's brute-force counting, which reads the same address) names the client."""
+    caplog.set_level(logging.INFO, logger="casella")
+    server = proxied(make_server)
+    tls = server.ssl_context() if listener == "https" else None
+    c = Line(server.port(listener), v1("198.51.100.80", dport=443), tls=tls)
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n")
+    assert c.line().startswith(b"HTTP/1.1 ")
+    c.closed()
+    c.close()
+    requests = [r for r in caplog.records if r.getMessage().startswith("GET /healthz")]
+    assert [getattr(r, "remote", None) for r in requests] == ["198.51.100.80"]
+
+
 def test_per_ip_limit_counts_clients_behind_the_proxy(
         make_server: Callable[..., RunningServer]) -> None:
     """[limits] max_connections_per_ip applies to the address the header names: two clients
