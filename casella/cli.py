@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
-from casella import cli_outbound
+from casella import cli_move, cli_outbound
 from casella.config import Config, format_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # queue, limits, dkim (issue 6)
     cli_outbound.add_parsers(sub, _Parser, _store_run)
+    # export, import (issue 19)
+    cli_move.add_parsers(sub, _Parser, _store_run)
     return p
 
 

@@ -7,6 +7,7 @@ file other than the config file itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -83,6 +84,15 @@ def parse_hostport(value: object) -> HostPort:
         raise ValueError(f"port out of range: {value!r}")
     host = m.group(1)
     return HostPort("" if host == "*" else host, port)
+
+
+@dataclass(frozen=True)
+class ProxyProtocolConfig:
+    """[listen] proxy_protocol_from / proxy_protocol_timeout (issue 19): connections from
+    these networks must start with a PROXY protocol header (v1 or v2) naming the real client;
+    connections from elsewhere are never parsed for one."""
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    timeout: float = 5.0                  # seconds for the header to arrive
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,7 @@ class Config:
     hostname: str = "localhost"
     data_dir: Path = Path("var")
     listen: Mapping[str, HostPort] = field(default_factory=dict)
+    proxy_protocol: ProxyProtocolConfig = ProxyProtocolConfig()
     tls: TLSConfig = TLSConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
@@ -335,9 +346,12 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         raise ConfigError(f"hostname = {hostname!r}: expected a host name")
     data_dir = path("data_dir", raw.get("data_dir", "var"))
 
+    proxy_protocol = ProxyProtocolConfig()
     if "listen" in raw:
-        listen_raw = _section(raw, "listen")
-        _check_keys("listen", listen_raw, set(LISTENER_NAMES))
+        listen_raw = dict(_section(raw, "listen"))
+        _check_keys("listen", listen_raw, set(LISTENER_NAMES) | set(_PROXY_KEYS))
+        proxy_protocol = _proxy_protocol({k: listen_raw.pop(k) for k in _PROXY_KEYS
+                                          if k in listen_raw})
         listen = {k: _hostport(f"listen.{k}", v) for k, v in listen_raw.items()}
     else:
         listen = {k: parse_hostport(v) for k, v in DEV_LISTEN.items()}
@@ -462,7 +476,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         event_loop=_event_loop(srv_raw.get("event_loop", "auto")),
     )
 
-    return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
+    return Config(hostname=hostname, data_dir=data_dir, listen=listen,
+                  proxy_protocol=proxy_protocol, tls=tls, auth=auth,
                   store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
                   http=_http_config(_section(raw, "http")), source=source)
@@ -496,6 +511,29 @@ def _mta_sts_max_age(value: object) -> int:
         raise ConfigError(f"http.mta_sts_max_age = {value!r}: expected at most 31557600 "
                           "seconds (365d)")
     return seconds
+
+
+_PROXY_KEYS = ("proxy_protocol_from", "proxy_protocol_timeout")
+
+
+def _proxy_protocol(table: Mapping[str, object]) -> ProxyProtocolConfig:
+    nets = table.get("proxy_protocol_from", [])
+    if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        raise ConfigError(f"listen.proxy_protocol_from = {nets!r}: expected a list of "
+                          "networks such as [\"10.0.0.0/8\", \"2001:db8::/32\"]")
+    trusted = []
+    for net in nets:
+        try:
+            trusted.append(ipaddress.ip_network(net, strict=True))
+        except ValueError:
+            raise ConfigError(f"listen.proxy_protocol_from: {net!r} is not a network "
+                              "(address/prefix, host bits zero)") from None
+    timeout = _seconds("listen.proxy_protocol_timeout",
+                       table.get("proxy_protocol_timeout", ProxyProtocolConfig.timeout), 300.0)
+    if timeout <= 0:
+        raise ConfigError(f"listen.proxy_protocol_timeout = {timeout!r}: expected more than "
+                          "0 seconds")
+    return ProxyProtocolConfig(tuple(trusted), timeout)
 
 
 def _quota_config(table: Mapping[str, object]) -> QuotaConfig:

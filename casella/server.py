@@ -136,7 +136,9 @@ class Server:
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
                                     max_per_ip=config.limits.max_connections_per_ip),
-            ip_counter=counter)
+            ip_counter=counter,
+            proxy_from=config.proxy_protocol.trusted,
+            proxy_timeout=config.proxy_protocol.timeout)
         services: dict[str, Service] = {}
         for name in config.listen:
             module_name = PROVIDERS[name]

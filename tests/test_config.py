@@ -150,3 +150,30 @@ def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config_from_mapping({"server": {"event_loop": "auto"}}).server.event_loop == "auto"
     with pytest.raises(ConfigError, match="uvloop is not installed"):
         config_from_mapping({"server": {"event_loop": "uvloop"}})
+
+
+def test_proxy_protocol_keys(tmp_path: Path) -> None:
+    """[listen] proxy_protocol_from / proxy_protocol_timeout (issue 19): networks, seconds,
+    and a one-line error naming the key for anything else."""
+    import ipaddress
+
+    cfg = load_config(write(tmp_path, '[listen]\nimap = "127.0.0.1:143"\n'
+                                      'proxy_protocol_from = ["10.0.0.0/8", "2001:db8::/32", '
+                                      '"192.0.2.7"]\nproxy_protocol_timeout = 2.5\n'))
+    assert cfg.listen == {"imap": HostPort("127.0.0.1", 143)}
+    assert cfg.proxy_protocol.trusted == (ipaddress.ip_network("10.0.0.0/8"),
+                                          ipaddress.ip_network("2001:db8::/32"),
+                                          ipaddress.ip_network("192.0.2.7/32"))
+    assert cfg.proxy_protocol.timeout == 2.5
+    plain = load_config(write(tmp_path, '[listen]\nimap = "127.0.0.1:143"\n'))
+    assert plain.proxy_protocol.trusted == () and plain.proxy_protocol.timeout == 5.0
+    for text, needle in (
+            ('proxy_protocol_from = "10.0.0.0/8"', "listen.proxy_protocol_from = '10.0.0.0/8'"),
+            ('proxy_protocol_from = ["10.0.0.1/8"]', "listen.proxy_protocol_from: '10.0.0.1/8'"),
+            ('proxy_protocol_from = ["everyone"]', "listen.proxy_protocol_from: 'everyone'"),
+            ('proxy_protocol_timeout = 0', "listen.proxy_protocol_timeout = 0"),
+            ('proxy_protocol_timeout = 301', "listen.proxy_protocol_timeout = 301"),
+            ('proxy_protocol_timeout = "5s"', "listen.proxy_protocol_timeout = '5s'")):
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, f'[listen]\nimap = "127.0.0.1:143"\n{text}\n'))
+        assert needle in str(err.value) and "\n" not in str(err.value)

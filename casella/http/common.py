@@ -17,6 +17,7 @@ from casella.app import App
 from casella.http.clientconfig import MailSettings, mail_settings
 from casella.http.mobileconfig import SigningIdentity
 from casella.http.sessions import SessionCodec
+from casella.net.streams import client_address
 
 
 class Lifecycle:
@@ -65,10 +66,13 @@ def render(request: web.Request, name: str, status: int = 200,
 
 
 def peer_ip(request: web.Request) -> str:
-    """The client's address as the socket sees it (proxy headers are not trusted: a client
-    could name any address and dodge the brute-force defence)."""
+    """The client's address as the socket sees it, or as the PROXY header of a trusted load
+    balancer named it (casella.net.listener); HTTP proxy headers are not trusted: a client
+    could name any address and dodge the brute-force defence."""
     transport = request.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
+    if transport is None:
+        return ""
+    peer = client_address(transport) or transport.get_extra_info("peername")
     return str(peer[0]) if peer else ""
 
 

@@ -39,6 +39,7 @@ from casella.http.common import (
     USER,
     Lifecycle,
     ProfileSigner,
+    peer_ip,
     template_environment,
 )
 from casella.http.mobileconfig import load_identity
@@ -67,9 +68,8 @@ _PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
 
 
 def _log_extra(request: web.Request) -> dict[str, str]:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
     return {"proto": "https" if request.secure else "http",
-            "remote": str(peer[0]) if peer else "-",
+            "remote": peer_ip(request) or "-",
             "user": request.get(USER, "-")}
 
 

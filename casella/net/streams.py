@@ -22,6 +22,15 @@ log = logging.getLogger("casella.net")
 
 _READ_HIGH_WATER = 256 * 1024
 _ids = itertools.count(1)
+# The client a load balancer named (PROXY protocol) for each transport whose connection came
+# through one, by transport id, while the connection lasts: code that reads a transport
+# itself after `hand_over` (the HTTP listener) asks `client_address` instead of `peername`.
+_clients: dict[int, tuple[str, int]] = {}
+
+
+def client_address(transport: object) -> tuple[str, int] | None:
+    """The client a PROXY header named for this transport's connection, if it had one."""
+    return _clients.get(id(transport))
 
 
 class ConnectionClosed(Exception):
@@ -74,6 +83,10 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
         self.peer_port = 0
+        # Behind a load balancer (PROXY protocol): the client it named, set before the
+        # connection is made; peer_ip/peer_port then are the client's, proxy_ip the balancer's.
+        self.proxied_peer: tuple[str, int] | None = None
+        self.proxy_ip = ""
         self.local_port = 0
         self.tls = False
         self.tls_version: str | None = None
@@ -114,6 +127,10 @@ class Connection(asyncio.Protocol):
             except OSError:
                 pass
         peer = transport.get_extra_info("peername")
+        if self.proxied_peer is not None:
+            self.proxy_ip = peer[0] if peer else ""
+            peer = self.proxied_peer
+            _clients[id(transport)] = peer
         if peer:
             self.peer_ip, self.peer_port = peer[0], peer[1]
         sock = transport.get_extra_info("sockname")
@@ -148,6 +165,7 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._forget_client()
         self._cancel_timer()    # a pending timer would keep this connection alive until then
         self._eof = True
         self._lost_exc = exc
@@ -440,7 +458,13 @@ class Connection(asyncio.Protocol):
     def shutting_down(self) -> bool:
         return self._shutdown
 
+    def _forget_client(self) -> None:
+        if self.proxied_peer is not None and self.transport is not None:
+            _clients.pop(id(self.transport), None)
+
     def close(self) -> None:
+        # The listener closes every connection when its session ends (after a hand-over too).
+        self._forget_client()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

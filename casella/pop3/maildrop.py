@@ -122,7 +122,8 @@ class Maildrop:
 
     def __init__(self, store: Store, account: Account, inbox: Mailbox, sub: Subscription,
                  uids: list[int], sizes: list[int], blob_ids: list[int],
-                 retrieved: list[bool], policy: str) -> None:
+                 retrieved: list[bool], policy: str,
+                 uidls: dict[int, str] | None = None) -> None:
         self.store = store
         self.account = account
         self.inbox = inbox
@@ -148,6 +149,9 @@ class Maildrop:
         self._read_ahead_ok = True
         self._scan: list[bytes] | None = None
         self._uidl: list[bytes] | None = None
+        # UIDLs a message brought from another server (casella import): they stay what that
+        # server's clients have seen (PROMISES U5).
+        self._stored_uidls = {uid: u.encode("ascii") for uid, u in (uidls or {}).items()}
         self.expired = 0
 
     # --- opening and closing -------------------------------------------------------------
@@ -180,10 +184,11 @@ class Maildrop:
                 sizes.append(meta.size)
                 blob_ids.append(meta.blob_id)
                 retrieved.append(first is not None)
+            uidls = await store.pop3_uidls(inbox.id)
         except BaseException:
             sub.close()
             raise
-        drop = cls(store, account, inbox, sub, uids, sizes, blob_ids, retrieved, policy)
+        drop = cls(store, account, inbox, sub, uids, sizes, blob_ids, retrieved, policy, uidls)
         drop.expired = len(expired_uids)
         return drop
 
@@ -253,11 +258,16 @@ class Maildrop:
     def uidl_listing(self) -> bytes:
         if self._uidl is None:
             v = self.inbox.uidvalidity
-            self._uidl = [proto.uidl_line(i + 1, u, v) for i, u in enumerate(self.uids)]
+            stored = self._stored_uidls
+            self._uidl = [proto.uidl_line(i + 1, u, v) if u not in stored
+                          else b"%d %s\r\n" % (i + 1, stored[u])
+                          for i, u in enumerate(self.uids)]
         return self._live(self._uidl)
 
     def uidl(self, i: int) -> bytes:
-        return proto.uidl_string(self.uids[i], self.inbox.uidvalidity)
+        uid = self.uids[i]
+        stored = self._stored_uidls.get(uid)
+        return stored if stored is not None else proto.uidl_string(uid, self.inbox.uidvalidity)
 
     # --- reading messages ----------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from casella.store.model import (
     Domain,
     ExpungeResult,
     FlagsResult,
+    ImportItem,
     Mailbox,
     MessageIds,
     MessageMeta,
@@ -320,6 +321,51 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def pop3_hide(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Hide these messages from POP3 for ever; IMAP still sees them."""
+
+    @abc.abstractmethod
+    async def pop3_uidls(self, mailbox_id: int) -> dict[int, str]:
+        """The POP3 UIDLs stored with messages of the mailbox (`import_messages` keeps the ones
+        a message had elsewhere), by UID. POP3 uses them instead of the UIDL it derives from
+        UID and UIDVALIDITY. Usually empty."""
+
+    # --- moving data (casella export / import) ---------------------------------------------
+    # What `casella import` and `casella import --from-dovecot` write through (casella.move),
+    # so that clients that synced before a move see nothing new after it: UIDVALIDITY, UIDs,
+    # MODSEQs and POP3 UIDLs are kept. The account is expected not to be in use meanwhile.
+
+    @abc.abstractmethod
+    async def import_mailbox(self, account_id: int, name: str, uidvalidity: int, *,
+                             uidnext: int = 1, highestmodseq: int = 1,
+                             special_use: str | None = None,
+                             expunged: Sequence[tuple[int, int]] = ()) -> Mailbox:
+        """Create the mailbox `name` (missing parents as create_mailbox makes them) with this
+        UIDVALIDITY, or take the existing one of that name when it has the same UIDVALIDITY or
+        never held a message (UIDNEXT 1: a default mailbox of a new account, a placeholder),
+        which then gets this UIDVALIDITY and becomes selectable. Then UIDNEXT and HIGHESTMODSEQ
+        are raised to at least the given values (never lowered), `special_use` is set when
+        given, and the expunge records (uid, modseq) are added for UIDs that hold no message
+        (QRESYNC VANISHED). The store's UIDVALIDITY counter is raised to at least this value,
+        so a mailbox created later still gets a greater one (PROMISES U3). One transaction.
+        MailboxExists when the mailbox has another UIDVALIDITY and has held mail; UserError
+        for a UIDVALIDITY or UIDNEXT outside 1..2^32-1, a MODSEQ below 1, an unknown
+        special-use, or an expunge record at or above UIDNEXT or above HIGHESTMODSEQ."""
+
+    @abc.abstractmethod
+    async def import_messages(self, mailbox_id: int, items: Sequence[ImportItem]) -> Mailbox:
+        """Insert messages with the UIDs, MODSEQs, flags, dates and POP3 state they had
+        elsewhere, all or nothing, each body stored once. The UIDs ascend strictly and the
+        first is at least the mailbox's UIDNEXT, so a UID that may have been given out is
+        never used again (PROMISES U1); UIDNEXT becomes the last UID + 1 and HIGHESTMODSEQ the
+        greatest of itself and the items' MODSEQs. The messages are not \\Recent. Counters
+        and quota usage count them; the quota is not enforced (the mail already belongs to
+        the account). A `pop3_uidl` must be valid (model.valid_pop3_uidl) and unique among the
+        stored POP3 UIDLs of the mailbox. UserError (nothing written) when a rule is broken.
+        Returns the mailbox after the insert."""
+
+    @abc.abstractmethod
+    async def expunge_records(self, mailbox_id: int) -> list[tuple[int, int]]:
+        """(uid, modseq) of every expunge record of the mailbox (what `vanished_since`
+        answers from), ascending by UID: `casella export` carries them."""
 
     # --- authentication defence ------------------------------------------------------------
 

@@ -267,3 +267,29 @@ class MessageIds:
     uid: int
     digest: str
     thread_id: int
+
+
+# --- moving data (casella export / import, issue 19) ------------------------------------------
+
+POP3_UIDL_MAX = 70      # RFC 1939 §7: a unique-id is 1 to 70 characters in 0x21-0x7E
+
+
+def valid_pop3_uidl(uidl: str) -> bool:
+    """Whether `uidl` may be a POP3 unique-id (RFC 1939 §7, PROMISES U5)."""
+    return 1 <= len(uidl) <= POP3_UIDL_MAX and all(0x21 <= ord(c) <= 0x7E for c in uidl)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportItem:
+    """One message for `Store.import_messages`: its body and the identity and state it had in
+    the store it comes from (a casella export, a Dovecot Maildir)."""
+    blob: "StagedBlob"
+    uid: int
+    modseq: int
+    flags: tuple[str, ...] = ()
+    internaldate: int = 0             # seconds since the epoch, UTC
+    savedate: int | None = None       # None: the time of the import
+    pop3_uidl: str | None = None      # None: POP3 derives it from UID and UIDVALIDITY
+    pop3_retrieved: int | None = None  # first POP3 download, if any
+    pop3_hidden: bool = False         # hidden from POP3 for ever (pop3.delete = "hide")
+

@@ -3,7 +3,8 @@
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
 (with the steps that must compute data: filling version 5's search columns from the stored
 headers, and again at version 7; version 6 adds the table of small message bodies, version 8 an
-account's own POP3 policy), and the connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
+account's own POP3 policy, version 9 the POP3 UIDLs kept from another store), and the
+connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
 operations live in casella.store.sqlite.
 """
 
@@ -250,9 +251,19 @@ ALTER TABLE accounts ADD COLUMN pop3_delete TEXT;
 ALTER TABLE accounts ADD COLUMN pop3_expire_days INTEGER
 """
 
+# Version 9 (issue 19, casella/store/sqlite_move.py): the POP3 UIDL a message brought from
+# another store (casella import, a Dovecot uidlist), used instead of the one derived from UID
+# and UIDVALIDITY; NULL for nearly every message. The partial index keeps them unique per
+# mailbox (PROMISES U5) and finds a maildrop's few of them at login.
+SCHEMA_V9 = """
+ALTER TABLE messages ADD COLUMN pop3_uidl TEXT;
+CREATE UNIQUE INDEX messages_pop3_uidl ON messages(mailbox_id, pop3_uidl)
+    WHERE pop3_uidl IS NOT NULL
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7, SCHEMA_V8]
+                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)

@@ -71,6 +71,36 @@ def test_uidl_is_uid_and_uidvalidity(make_server: Callable[..., Any]) -> None:
     c.quit()
 
 
+def test_uidl_stored_by_an_import_wins(make_server: Callable[..., Any]) -> None:
+    """Issue 19, PROMISES U5: a message imported with the UIDL another server gave it is
+    listed (UIDL and UIDL n) with that UIDL; the others keep the derived one."""
+    from casella.store.model import ImportItem
+
+    srv = plain_server(make_server)
+    acct = add_user(srv, USER)
+    inbox = mailbox(srv, acct)
+
+    async def go() -> None:
+        batch = [ImportItem(await srv.store.blobs.stage(message(f"i{n}")), uid=inbox.uidnext + n,
+                            modseq=1, pop3_uidl="dovecot.1234" if n == 1 else None)
+                 for n in range(3)]
+        try:
+            await srv.store.import_messages(inbox.id, batch)
+        finally:
+            for item in batch:
+                item.blob.discard()
+    srv.run(go())
+    c = login(srv, USER)
+    u = inbox.uidnext
+    v = inbox.uidvalidity
+    assert [line.split()[1] for line in c.uidl()[1]] == [
+        b"%08X%08X" % (u, v), b"dovecot.1234", b"%08X%08X" % (u + 2, v)]
+    assert c.uidl(2) == b"+OK 2 dovecot.1234"
+    c.dele(1)
+    assert c.uidl()[1] == [b"2 dovecot.1234", b"3 %08X%08X" % (u + 2, v)]
+    c.quit()
+
+
 def test_uidl_stable_across_sessions_and_restart(make_server: Callable[..., Any]) -> None:
     srv, _acct, _uids = setup(make_server)
     c = login(srv, USER)
