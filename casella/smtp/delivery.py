@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from casella.delivery.local import send_to
+from casella.delivery.quotawarn import send_quota_warnings
+from casella.delivery.recipients import LocalTarget, Resolution
 from casella.errors import NotFound, QuotaExceeded, StorageError
-from casella.imap.quotawarn import send_quota_warnings
 from casella.mail.address import GROUP_END, MISSING_DOMAIN, MISSING_MAILBOX, parse_addresses
 from casella.mail.headers import field_value, split_fields
 from casella.smtp import proto
 from casella.smtp.data import HeadCapture
 from casella.smtp.dsn import DsnRecipient, build_dsn, wants_dsn
-from casella.smtp.policy import LocalTarget, Resolution
 from casella.smtp.proto import Mail, Rcpt, Reply
-from casella.smtp.queue.notices import send_to
 from casella.store.base import Store
 from casella.store.blobs import BlobWriter, StagedBlob
 from casella.store.model import Account, DeliveryTarget, QueueRecipient

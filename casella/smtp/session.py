@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from casella.auth import sasl
+from casella.delivery.recipients import LocalTarget
 from casella.errors import CasellaError, DiskFull, NotFound, QuotaExceeded, StorageError
 from casella.limits.sendlimit import check_send_limits
 from casella.net.streams import (
@@ -45,7 +46,7 @@ from casella.smtp.delivery import (
     from_addresses,
     new_message_id,
 )
-from casella.smtp.policy import LocalTarget, Policy, Role
+from casella.smtp.policy import Policy, Role
 from casella.smtp.proto import (
     Auth,
     Bdat,
