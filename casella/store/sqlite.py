@@ -4,7 +4,8 @@ table blob_bodies) plus the file blob store for the bigger ones.
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_sieve (Sieve
+scripts, forwards, vacation replies), on sqlite_base
 (threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
@@ -29,10 +30,11 @@ from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_queue import QueueOps
 from casella.store.sqlite_reads import ReadOps
+from casella.store.sqlite_sieve import SieveOps
 
 
 class SQLiteStore(DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps, ImapExtOps,
-                  Store):
+                  SieveOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(
