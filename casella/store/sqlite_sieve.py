@@ -8,7 +8,7 @@ does), or run SQL on the event loop thread.
 from __future__ import annotations
 
 import sqlite3
-from typing import Sequence
+from collections.abc import Sequence
 
 from casella.errors import AlreadyExists, InvalidName, NotFound, QuotaExceeded, UserError
 from casella.mail.addresses import normalize_address
