@@ -93,6 +93,8 @@ class Srs:
         if not at or len(local) < 5 or local[:4].upper() not in ("SRS0", "SRS1") or \
                 local[4] not in _SEPARATORS:
             raise SrsError("not an SRS address")
+        if domain.lower() != self.domain:
+            raise SrsError(f"not an SRS address of {self.domain}")
         if local[:4].upper() == "SRS1":
             parts = local[5:].split("=", 2)
             if len(parts) < 3 or not parts[0] or not parts[1]:
