@@ -332,8 +332,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def enqueue(self, blob: StagedBlob, sender: str, recipients: Sequence[QueueRecipient],
                       account_id: int | None = None, envid: str | None = None,
-                      ret: str | None = None) -> int:
-        """Write a message for outbound delivery durably; returns the queue id."""
+                      ret: str | None = None, count: bool = False) -> int:
+        """Write a message for outbound delivery durably; returns the queue id. With `count`
+        the "submitted" send event is recorded for `account_id` even with the null sender
+        (an automatic reply the account's script sent, RFC 3834 §3.3, issue 20)."""
 
     @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...
