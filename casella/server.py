@@ -37,6 +37,7 @@ PROVIDERS: dict[str, str] = {
     "pop3": "casella.pop3.server",
     "pop3s": "casella.pop3.server",
     "http": "casella.http.server",
+    "managesieve": "casella.managesieve.server",
 }
 
 
