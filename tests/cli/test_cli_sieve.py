@@ -13,7 +13,7 @@ cli = cli_fixture
 
 
 @pytest.fixture
-def user(cli):  # type: ignore[no-untyped-def]  # noqa: F811
+def user(cli):  # type: ignore[no-untyped-def]
     ok(cli("domain", "add", "example.test"))
     ok(cli("user", "add", "bob@example.test", "--password-stdin", stdin="pw\n"))
     return cli
