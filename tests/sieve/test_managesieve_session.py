@@ -260,3 +260,10 @@ def test_sieve_connect_uploads_lists_activates_downloads(srv: Any, tmp_path: Pat
     run("--deactivate")
     run("--delete", "--remotesieve", "filters")
     assert srv.run(srv.store.sieve_list(acct.id)) == []
+
+
+def test_login_timeout(make_server: Callable[..., Any]) -> None:
+    """[managesieve] login_timeout: a connection that does not log in is closed with BYE."""
+    srv = make_server(managesieve={"login_timeout": 1})
+    c = Client(srv.port("managesieve"))
+    assert c.response()[1].startswith(b"BYE (TRYLATER)")

@@ -346,3 +346,19 @@ def test_glob_is_not_exponential() -> None:
 def test_parse_keeps_lines_through_multiline_strings() -> None:
     tree = parse('require "vacation";\r\nvacation text:\r\n1\r\n2\r\n.\r\n;\r\nkeep;\r\n')
     assert [c.line for c in tree] == [1, 2, 7]
+
+
+def test_run_time_limit() -> None:
+    """[sieve] max_run_time: a run is cut off by the clock too."""
+    body = " ".join('if header :contains "subject" "x" { }' for _ in range(600))
+    with pytest.raises(SieveError, match="ran longer than 0 s"):
+        actions(body, limits=Limits(max_run_time=0.0))
+
+
+def test_body_test_reads_at_most_max_body() -> None:
+    """[sieve] max_body_size: the body test looks at the start of a big message only."""
+    big = MSG.replace(b"Secret word: pineapple.", b"x" * 5000 + b" late-word")
+    script = compile_script('require "body"; if body :raw :contains "late-word" { discard; }')
+    env = Envelope("a@b.test", "bob@example.test")
+    assert run(script, MessageView(big), env, now=NOW).discarded
+    assert not run(script, MessageView(big, max_body=1000), env, now=NOW).discarded
