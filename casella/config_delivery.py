@@ -9,9 +9,10 @@ touch the store, or read a file (the SRS secret file is read by casella.delivery
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from casella.errors import ConfigError
 
