@@ -7,10 +7,10 @@ contain protocol logic.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from casella.auth.authenticator import Authenticator
-from casella.config import Config
+from casella.config import Config, HostPort
 from casella.store.base import Store
 
 
@@ -20,6 +20,9 @@ class App:
     store: Store
     auth: Authenticator
     tls_context: ssl.SSLContext
+    # Where each listener is bound (a configured port 0 shows the port picked): what client
+    # autoconfiguration tells mail programs.
+    bound: dict[str, HostPort] = field(default_factory=dict)
 
     @property
     def hostname(self) -> str:

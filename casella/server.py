@@ -37,6 +37,7 @@ PROVIDERS: dict[str, str] = {
     "pop3": "casella.pop3.server",
     "pop3s": "casella.pop3.server",
     "http": "casella.http.server",
+    "https": "casella.http.server",
     "managesieve": "casella.managesieve.server",
 }
 
@@ -97,6 +98,8 @@ class Server:
         self._run_background = run_background
         # Long-running services with start()/stop() (the outbound queue runner).
         self.background: list[Any] = []
+        # Listener services with async open()/close() around their listeners' life (HTTP).
+        self._opened: list[Any] = []
 
     async def start(self) -> None:
         config = self.config
@@ -116,7 +119,7 @@ class Server:
         await store.open(repair=self._repair)
         self.store = store
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
-                       tls_context=tls)
+                       tls_context=tls, bound=self.bound)
         self.listeners = ListenerGroup(
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
@@ -127,6 +130,10 @@ class Server:
             if name not in services:
                 module = importlib.import_module(module_name)
                 services.update(module.services(self.app))
+        for service in {id(s): s for s in services.values()}.values():
+            if hasattr(service, "open"):
+                await service.open()
+                self._opened.append(service)
         for name, address in config.listen.items():
             self.bound[name] = await self.listeners.start(name, address, services[name],
                                                           sock=sockets[name])
@@ -143,6 +150,9 @@ class Server:
         self.background.clear()
         if self.listeners is not None:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
+        for service in reversed(self._opened):
+            await service.close()
+        self._opened.clear()
         if self.store is not None:
             await self.store.close()
 

@@ -102,6 +102,13 @@ class Store(abc.ABC):
                         quota_messages: int | None = None) -> None: ...
 
     @abc.abstractmethod
+    async def set_pop3_policy(self, address: str, delete: str | None,
+                              expire_days: int | None) -> None:
+        """The account's own POP3 policy: `delete` one of model.POP3_DELETE_POLICIES,
+        `expire_days` 0 (never) to model.POP3_MAX_EXPIRE_DAYS; None for either means the
+        config's value applies. UserError for anything else, NotFound for no such account."""
+
+    @abc.abstractmethod
     async def remove_account(self, address: str) -> None:
         """Remove the account, its mailboxes and messages (blobs are released)."""
 

@@ -84,7 +84,8 @@ _MAILBOX_COLS = ("id, account_id, name, uidvalidity, uidnext, highestmodseq, spe
                  "selectable, messages, unseen, deleted, size, first_recent_uid, created")
 _ACCOUNT_COLS = ("id, address, domain_id, password_hash, quota_bytes, quota_messages, "
                  "used_bytes, used_messages, created, sending_held, messages_per_hour, "
-                 "defers_failures_per_hour, defers_failures_percent")
+                 "defers_failures_per_hour, defers_failures_percent, pop3_delete, "
+                 "pop3_expire_days")
 _DOMAIN_COLS = ("id, name, created, messages_per_hour, defers_failures_per_hour, "
                 "defers_failures_percent")
 _META_COLS = "uid, modseq, flags, keywords, internaldate, size, blob_id, savedate"
@@ -101,7 +102,7 @@ def _mailbox(row: Sequence[Any]) -> Mailbox:
 
 def _account(row: Sequence[Any]) -> Account:
     return Account(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                   bool(row[9]), row[10], row[11], row[12])
+                   bool(row[9]), row[10], row[11], row[12], row[13], row[14])
 
 
 def _domain(row: Sequence[Any]) -> Domain:

@@ -2,8 +2,8 @@
 
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
 (with the steps that must compute data: filling version 5's search columns from the stored
-headers, and again at version 7; version 6 adds the table of small message bodies), and the
-connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
+headers, and again at version 7; version 6 adds the table of small message bodies, version 8 an
+account's own POP3 policy), and the connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
 operations live in casella.store.sqlite.
 """
 
@@ -243,9 +243,16 @@ CREATE TABLE blob_bodies (
 # works the search columns of every stored blob out again.
 SCHEMA_V7 = "-- refill the search columns"
 
-# Version 8 (issue 20): Sieve scripts (several per account, at most one active), the account
-# forward, and when a vacation reply last went to a sender (RFC 5230 §4.2).
+# Version 8 (issue 18): an account's own POP3 policy, chosen on the customer page; NULL means
+# the config's `[pop3] delete` / `expire_days`.
 SCHEMA_V8 = """
+ALTER TABLE accounts ADD COLUMN pop3_delete TEXT;
+ALTER TABLE accounts ADD COLUMN pop3_expire_days INTEGER
+"""
+
+# Version 9 (issue 20): Sieve scripts (several per account, at most one active), the account
+# forward, and when a vacation reply last went to a sender (RFC 5230 §4.2).
+SCHEMA_V9 = """
 CREATE TABLE sieve_scripts (
     account_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -273,7 +280,7 @@ CREATE TABLE vacation_replies (
 
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7, SCHEMA_V8]
+                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)

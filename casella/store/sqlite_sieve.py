@@ -1,7 +1,7 @@
 """SQLite backend: Sieve scripts, account forwards and the vacation-reply memory (issue 20).
 
 Lives here: the Sieve/forwarding part of the store contract (tables sieve_scripts, forwards,
-vacation_replies of schema version 8). Must never: parse or run a script (the delivery layer
+vacation_replies of schema version 9). Must never: parse or run a script (the delivery layer
 does), or run SQL on the event loop thread.
 """
 
