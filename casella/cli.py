@@ -1,4 +1,5 @@
-"""The admin command line: `casella [--config FILE] serve | domain | user | alias | queue`.
+"""The admin command line: `casella [--config FILE] serve | domain | user | alias | queue |
+sieve`.
 
 Lives here: argument parsing, the exit-code rules of DESIGN.md (0 ok; 1 and one line on stderr
 for a user error; 2 for bad usage) and plain-text output for an admin. Every command goes
@@ -17,7 +18,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
-from casella import cli_move, cli_outbound
+from casella import cli_move, cli_outbound, cli_sieve
 from casella.config import Config, format_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
@@ -199,6 +200,8 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
                 quota = _human(acct.quota_bytes) if acct.quota_bytes else "unlimited"
                 print(f"{acct.address}\t{_human(acct.used_bytes)} of {quota}\t"
                       f"{acct.used_messages} messages")
+        elif action == "forward":
+            await cli_sieve.forward_command(store, config, args)
         elif action in ("hold-sending", "release-sending"):
             await cli_outbound.hold_command(store, args, action == "hold-sending")
         elif action == "remove":
@@ -298,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = usub.add_parser("remove")
     x.add_argument("address")
     cli_outbound.add_user_parsers(usub)
+    cli_sieve.add_user_parsers(usub)
     u.set_defaults(func=cmd_user)
 
     a = sub.add_parser("alias", help="aliases and catch-alls (@domain)")
@@ -320,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_outbound.add_parsers(sub, _Parser, _store_run)
     # export, import (issue 19)
     cli_move.add_parsers(sub, _Parser, _store_run)
+    # sieve (issue 20)
+    cli_sieve.add_parsers(sub, _Parser, _store_run)
     return p
 
 

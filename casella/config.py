@@ -15,10 +15,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from casella.config_delivery import (
+    ForwardingConfig,
+    ManageSieveConfig,
+    SieveConfig,
+    SrsConfig,
+    delivery_sections,
+)
 from casella.errors import ConfigError
 
 LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http",
-                  "https")
+                  "https", "managesieve")
 
 DEV_LISTEN: dict[str, str] = {
     "smtp": "127.0.0.1:2525",
@@ -30,6 +37,7 @@ DEV_LISTEN: dict[str, str] = {
     "pop3s": "127.0.0.1:2995",
     "http": "127.0.0.1:8080",
     "https": "127.0.0.1:8443",
+    "managesieve": "127.0.0.1:4190",
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
@@ -240,6 +248,11 @@ class Config:
     dkim: DkimConfig = DkimConfig()
     inbound: InboundConfig = InboundConfig()
     http: HttpConfig = HttpConfig()
+    # issue 20 (casella.config_delivery): Sieve, ManageSieve, SRS, forwarding
+    sieve: SieveConfig = SieveConfig()
+    managesieve: ManageSieveConfig = ManageSieveConfig()
+    srs: SrsConfig = SrsConfig()
+    forwarding: ForwardingConfig = ForwardingConfig()
     source: Path | None = None
 
     @property
@@ -333,7 +346,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http"}
+                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http",
+                "sieve", "managesieve", "srs", "forwarding"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -476,11 +490,14 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         event_loop=_event_loop(srv_raw.get("event_loop", "auto")),
     )
 
+    sieve, managesieve, srs, forwarding = delivery_sections(raw)
+
     return Config(hostname=hostname, data_dir=data_dir, listen=listen,
                   proxy_protocol=proxy_protocol, tls=tls, auth=auth,
                   store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
-                  http=_http_config(_section(raw, "http")), source=source)
+                  http=_http_config(_section(raw, "http")), sieve=sieve,
+                  managesieve=managesieve, srs=srs, forwarding=forwarding, source=source)
 
 
 def _http_config(table: Mapping[str, object]) -> HttpConfig:

@@ -39,6 +39,7 @@ PROVIDERS: dict[str, str] = {
     "pop3s": "casella.pop3.server",
     "http": "casella.http.server",
     "https": "casella.http.server",
+    "managesieve": "casella.managesieve.server",
 }
 
 

@@ -101,6 +101,20 @@ def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ('hostname = "bad host"\n', "hostname = 'bad host'"),
     ('[delivery]\nroutes = { "a.test" = "x" }\n', "delivery.routes.a.test"),
     ('not toml at all [\n', "not valid TOML"),
+    # issue 20: [sieve], [managesieve], [srs], [forwarding]
+    ('[sieve]\nmax_redirects = 0\n', "sieve.max_redirects = 0"),
+    ('[sieve]\nmax_script_size = "lots"\n', "sieve.max_script_size = 'lots'"),
+    ('[sieve]\nmax_variable_size = 100\n', "sieve.max_variable_size = 100"),
+    ('[sieve]\nmax_nesting = 1000\n', "sieve.max_nesting = 1000"),
+    ('[sieve]\nenabled = "yes"\n', "sieve.enabled = 'yes'"),
+    ('[sieve]\nvacation_default_days = 90\n', "sieve.vacation_default_days = 90"),
+    ('[sieve]\nmax_run_time = 1000\n', "sieve.max_run_time = 1000"),
+    ('[sieve]\nscripts = 3\n', "unknown key sieve.scripts"),
+    ('[managesieve]\nidle_timeout = 0\n', "managesieve.idle_timeout = 0"),
+    ('[srs]\ndomain = "not a domain"\n', "srs.domain = 'not a domain'"),
+    ('[srs]\nmax_age_days = 0\n', "srs.max_age_days = 0"),
+    ('[forwarding]\nmax_hops = -1\n', "forwarding.max_hops = -1"),
+    ('[listen]\nmanagesieve = "x"\n', "listen.managesieve = 'x'"),
 ])
 def test_bad_values_name_key_and_value(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -177,3 +191,14 @@ def test_proxy_protocol_keys(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(write(tmp_path, f'[listen]\nimap = "127.0.0.1:143"\n{text}\n'))
         assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_delivery_sections(tmp_path: Path) -> None:
+    """Issue 20: the defaults, and values as an admin writes them."""
+    cfg = load_config(write(tmp_path, '[sieve]\nmax_script_size = "32K"\nmax_redirects = 2\n'
+                                      '[srs]\ndomain = "fwd.example.com"\n'
+                                      '[forwarding]\nmax_hops = 10\n'))
+    assert cfg.sieve.max_script_size == 32 * 1024 and cfg.sieve.max_redirects == 2
+    assert cfg.sieve.max_scripts == 16 and cfg.sieve.enabled
+    assert cfg.srs.domain == "fwd.example.com" and cfg.srs.max_age_days == 21
+    assert cfg.forwarding.max_hops == 10 and cfg.managesieve.idle_timeout == 1800

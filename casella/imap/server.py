@@ -10,7 +10,7 @@ Must never: contain protocol logic (session.py has it).
 from __future__ import annotations
 
 from casella.app import App
-from casella.imap import quotawarn
+from casella.delivery import quotawarn
 from casella.imap import responses as r
 from casella.imap.session import Session
 from casella.net.listener import Service

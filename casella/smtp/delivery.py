@@ -20,19 +20,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from casella.delivery.filtering import Arrival, Filtering, Plan, staged_bytes
+from casella.delivery.local import send_to
+from casella.delivery.quotawarn import send_quota_warnings
+from casella.delivery.recipients import LocalTarget, Resolution
 from casella.errors import NotFound, QuotaExceeded, StorageError
-from casella.imap.quotawarn import send_quota_warnings
 from casella.mail.address import GROUP_END, MISSING_DOMAIN, MISSING_MAILBOX, parse_addresses
 from casella.mail.headers import field_value, split_fields
 from casella.smtp import proto
 from casella.smtp.data import HeadCapture
 from casella.smtp.dsn import DsnRecipient, build_dsn, wants_dsn
-from casella.smtp.policy import LocalTarget, Resolution
 from casella.smtp.proto import Mail, Rcpt, Reply
-from casella.smtp.queue.notices import send_to
 from casella.store.base import Store
 from casella.store.blobs import BlobWriter, StagedBlob
-from casella.store.model import Account, DeliveryTarget, QueueRecipient
+from casella.store.model import Account, DeliveryOutcome, DeliveryTarget, QueueRecipient
 
 log = logging.getLogger("casella.smtp")
 
@@ -246,11 +247,16 @@ def _queue_orcpt(address: str, r: Recipient) -> str | None:
 
 async def commit(store: Store, hostname: str, env: Envelope,
                  local_blob: StagedBlob | None, queue_blob: StagedBlob | None,
-                 sink: MessageSink, extra: dict[str, object]) -> Reply:
+                 sink: MessageSink, extra: dict[str, object],
+                 rules: Filtering | None = None) -> Reply:
     """Store the message for every recipient and say what to answer. StorageError propagates
     (the session answers 451/452). Per the issue, recipients whose quota the message would
     exceed fail here: if every recipient failed the whole message is refused (552 5.2.2),
-    otherwise the others get it and the sender gets a DSN for the failed ones."""
+    otherwise the others get it and the sender gets a DSN for the failed ones.
+    With `rules` (issue 20) each local account's Sieve script and forward decide first: a
+    reject of every local recipient (and no remote one) is answered here (550 5.7.1, RFC 5429
+    §2.1), other rejects get a DSN; redirects and forwards are queued before the local copies
+    are stored, vacation replies after."""
     locals_: dict[tuple[int, str], _Local] = {}
     remote: dict[str, Recipient] = {}
     for r in env.recipients:
@@ -258,12 +264,43 @@ async def commit(store: Store, hostname: str, env: Envelope,
             locals_.setdefault(t.key, _Local(t, [])).recipients.append(r)
         for address in r.resolution.remote:
             remote.setdefault(address, r)
+    keys = list(locals_.values())
 
-    targets = [DeliveryTarget(loc.target.account.id, loc.target.mailbox)
-               for loc in locals_.values()]
+    plan: Plan | None = None
+    if rules is not None and keys and local_blob is not None:
+        blob = local_blob
+        plan = await rules.plan(
+            [Arrival(loc.target, loc.recipients[0].rcpt.recipient.address) for loc in keys],
+            env.sender, lambda: staged_bytes(blob.data, blob.tmp_path))
+        for ap in plan.arrivals:
+            if ap.error:
+                log.warning("message %s for %s: %s; delivered to its mailbox", env.id,
+                            ap.arrival.target.account.address, ap.error, extra=extra)
+        if plan.all_rejected and not remote:
+            reject = plan.arrivals[0].reject
+            assert reject is not None
+            log.info("message %s rejected by the recipient's Sieve script", env.id,
+                     extra=extra)
+            return proto.reply(550, "5.7.1", _reject_text(reject.reason))
+        await rules.send_on(plan, env.sender, hostname)
+
+    # Which key each delivery target serves (a script may file one message several times).
+    targets: list[DeliveryTarget] = []
+    owners: list[int] = []
+    rejected: list[int] = []
+    for i, loc in enumerate(keys):
+        if plan is not None:
+            ap = plan.arrivals[i]
+            if ap.reject is not None:
+                rejected.append(i)
+            targets += ap.targets
+            owners += [i] * len(ap.targets)
+        else:
+            targets.append(DeliveryTarget(loc.target.account.id, loc.target.mailbox))
+            owners.append(i)
     # One transaction for the local copies and the queue entry (PROMISES D12).
     outcomes, queue_id = await store.deliver_and_enqueue(
-        local_blob, targets, queue_blob, env.sender,
+        local_blob if targets else None, targets, queue_blob, env.sender,
         [QueueRecipient(address, _queue_orcpt(address, r), r.rcpt.notify)
          for address, r in remote.items()],
         env.account.id if env.account else None, env.mail.envid, env.mail.ret)
@@ -272,8 +309,15 @@ async def commit(store: Store, hostname: str, env: Envelope,
     # which says in each outcome whether one waits (so a delivery costs no extra round trip).
     await send_quota_warnings(store, hostname, [o.target.account_id for o in delivered
                                                 if o.quota_warning])
-    failed = [(loc, o) for loc, o in zip(locals_.values(), outcomes) if o.error is not None]
-    if outcomes and not delivered and not remote:
+    # A key failed when every one of its deliveries failed (a key with none, discarded or
+    # sent on, or rejected, did not fail here).
+    per_key: dict[int, list[DeliveryOutcome]] = {}
+    for i, o in zip(owners, outcomes):
+        per_key.setdefault(i, []).append(o)
+    failed = [(keys[i], os_[0]) for i, os_ in per_key.items()
+              if all(o.error is not None for o in os_)]
+    succeeded = {i for i, os_ in per_key.items() if any(o.error is None for o in os_)}
+    if outcomes and not delivered and not remote and len(failed) + len(rejected) == len(keys):
         assert failed[0][1].error is not None
         refusal = next((_status_of(o.error)[1] for _, o in failed
                         if isinstance(o.error, QuotaExceeded)),
@@ -281,6 +325,8 @@ async def commit(store: Store, hostname: str, env: Envelope,
         log.info("message %s refused at end of data: every recipient failed", env.id,
                  extra=extra)
         return refusal
+    if plan is not None and rules is not None:
+        await rules.reply_vacations(plan, env.sender, hostname)
 
     notices: list[DsnRecipient] = []
     for loc, o in failed:
@@ -293,12 +339,22 @@ async def commit(store: Store, hostname: str, env: Envelope,
                 notices.append(DsnRecipient(loc.target.account.address, "failed", status,
                                             original_recipient=r.orcpt,
                                             diagnostic=str(why)))
-    for loc, o in zip(locals_.values(), outcomes):
-        if o.error is None:
-            for r in loc.recipients:
-                if wants_dsn(r.rcpt.notify, "delivered"):
-                    notices.append(DsnRecipient(loc.target.account.address, "delivered",
-                                                "2.0.0", original_recipient=r.orcpt))
+    for i in rejected:
+        assert plan is not None and plan.arrivals[i].reject is not None
+        loc = keys[i]
+        # RFC 5429 §2.1: the refusal goes back to the sender as a DSN here.
+        why = proto.reply(550, "5.7.1", _reject_text(plan.arrivals[i].reject.reason))
+        log.info("message %s rejected for %s by its Sieve script", env.id,
+                 loc.target.account.address, extra=extra)
+        for r in loc.recipients:
+            if wants_dsn(r.rcpt.notify, "failed"):
+                notices.append(DsnRecipient(loc.target.account.address, "failed", "5.7.1",
+                                            original_recipient=r.orcpt, diagnostic=str(why)))
+    for i in sorted(succeeded):
+        for r in keys[i].recipients:
+            if wants_dsn(r.rcpt.notify, "delivered"):
+                notices.append(DsnRecipient(keys[i].target.account.address, "delivered",
+                                            "2.0.0", original_recipient=r.orcpt))
     if notices:
         if env.sender:
             await _send_dsn(store, hostname, env, sink, notices, extra)
@@ -308,6 +364,12 @@ async def commit(store: Store, hostname: str, env: Envelope,
                         env.id, sum(1 for n in notices if n.action == "failed"), extra=extra)
     suffix = f" (queue {queue_id})" if queue_id is not None else ""
     return proto.message_accepted(env.id + suffix)
+
+
+def _reject_text(reason: str) -> str:
+    """The first line of a Sieve reject reason, safe for an SMTP reply."""
+    first = next((line.strip() for line in reason.splitlines() if line.strip()), "")
+    return proto.safe_text(first or "Message rejected by the recipient", 400)
 
 
 async def _send_dsn(store: Store, hostname: str, env: Envelope, sink: MessageSink,

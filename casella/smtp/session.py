@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from casella.auth import sasl
+from casella.delivery.filtering import filtering_for
+from casella.delivery.recipients import LocalTarget, Resolution, route
+from casella.delivery.srs import SrsError
 from casella.errors import CasellaError, DiskFull, NotFound, QuotaExceeded, StorageError
 from casella.limits.sendlimit import check_send_limits
 from casella.net.streams import (
@@ -45,7 +48,7 @@ from casella.smtp.delivery import (
     from_addresses,
     new_message_id,
 )
-from casella.smtp.policy import LocalTarget, Policy, Role
+from casella.smtp.policy import Policy, Role
 from casella.smtp.proto import (
     Auth,
     Bdat,
@@ -428,7 +431,9 @@ class Session:
             return proto.TOO_MANY_RECIPIENTS
         if not cmd.recipient.is_ascii and not tx.mail.smtputf8:
             return proto.NEED_SMTPUTF8
-        resolution = await self.policy.resolve_recipient(cmd.recipient, self.account)
+        resolution = await self._srs_bounce(cmd) if self.role is Role.MX else None
+        if resolution is None:
+            resolution = await self.policy.resolve_recipient(cmd.recipient, self.account)
         if self.role is Role.SUBMISSION and self.account is not None and resolution.remote:
             # Issue 6: the hourly and defers-and-failures limits (and an admin hold), checked
             # before the message is taken, as a temporary 450 4.7.1 the client retries.
@@ -439,6 +444,23 @@ class Session:
                 return proto.reply(refusal.code, refusal.status, refusal.text)
         tx.recipients.append(Recipient(cmd, resolution))
         return proto.RECIPIENT_OK
+
+    async def _srs_bounce(self, cmd: Rcpt) -> Resolution | None:
+        """Issue 20: a bounce to an SRS address of ours (a message we forwarded) goes back to
+        the original sender; one whose hash or age does not check is refused here."""
+        rules = filtering_for(self.app.store, self.app.config)
+        try:
+            original = await rules.reverse_srs(cmd.recipient.address)
+        except SrsError as exc:
+            self._note = f"srs: {exc}"
+            raise ReplyError(proto.reply(550, "5.1.1", "Invalid or expired SRS address"))
+        if original is None:
+            return None
+        where = await route(self.app.store, original)
+        if where.empty:
+            raise ReplyError(proto.UNKNOWN_USER)
+        self._note = "srs reversed"
+        return Resolution(cmd.recipient.address, where.local, where.remote)
 
     async def _data(self) -> Reply:
         tx = self.tx
@@ -630,7 +652,8 @@ class Session:
                                           for t in r.resolution.local]
         try:
             result = await commit(self.app.store, self.hostname, env, local, queued, sink,
-                                  self.conn.describe())
+                                  self.conn.describe(),
+                                  filtering_for(self.app.store, self.app.config))
             if result.positive:
                 self.without_progress = 0
             return result

@@ -40,6 +40,7 @@ from casella.store.model import (
 )
 
 from casella.store.sending import PendingNotice, RecipientResult, SendEvent
+from casella.store.sieverules import DeliveryRules, SieveScript
 
 UidRanges = Sequence[tuple[int, int]]
 
@@ -423,8 +424,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def enqueue(self, blob: StagedBlob, sender: str, recipients: Sequence[QueueRecipient],
                       account_id: int | None = None, envid: str | None = None,
-                      ret: str | None = None) -> int:
-        """Write a message for outbound delivery durably; returns the queue id."""
+                      ret: str | None = None, count: bool = False) -> int:
+        """Write a message for outbound delivery durably; returns the queue id. With `count`
+        the "submitted" send event is recorded for `account_id` even with the null sender
+        (an automatic reply the account's script sent, RFC 3834 §3.3, issue 20)."""
 
     @abc.abstractmethod
     async def list_queue(self) -> list[QueueEntry]: ...
@@ -541,3 +544,55 @@ class Store(abc.ABC):
         quota) that the account's usage crossed upwards since the last call and still reaches,
         ascending. A crossing is recorded by the transaction that added the mail and is handed
         to exactly one caller, so concurrent deliveries never warn twice."""
+
+    # --- Sieve scripts, forwarding, vacation (issue 20) -------------------------------------
+    # casella/store/sqlite_sieve.py. Script names follow casella.store.sieverules
+    # (InvalidName otherwise); an account has any number of named scripts, at most one active.
+
+    @abc.abstractmethod
+    async def sieve_list(self, account_id: int) -> list[SieveScript]:
+        """The account's scripts sorted by name, without their content."""
+
+    @abc.abstractmethod
+    async def sieve_get(self, account_id: int, name: str) -> SieveScript | None: ...
+
+    @abc.abstractmethod
+    async def sieve_put(self, account_id: int, name: str, content: str,
+                        max_scripts: int = 0) -> None:
+        """Create or replace a script (an active one stays active). With `max_scripts` > 0, a
+        new script beyond that many raises QuotaExceeded and changes nothing. NotFound when
+        the account does not exist."""
+
+    @abc.abstractmethod
+    async def sieve_set_active(self, account_id: int, name: str | None) -> None:
+        """Make this script the active one (None: no script is active). NotFound when there
+        is no such script."""
+
+    @abc.abstractmethod
+    async def sieve_delete(self, account_id: int, name: str) -> None:
+        """NotFound when there is no such script; UserError for the active script (RFC 5804
+        §2.10: it must be deactivated first)."""
+
+    @abc.abstractmethod
+    async def sieve_rename(self, account_id: int, old: str, new: str) -> None:
+        """Keeps the active mark. NotFound / AlreadyExists."""
+
+    @abc.abstractmethod
+    async def set_forward(self, address: str, destinations: Sequence[str],
+                          keep: bool) -> None:
+        """The account's forward: every message delivered to it is also sent on to these
+        addresses (kept in INBOX too when `keep`). No destinations turns it off. NotFound for
+        an unknown account, InvalidName for a bad destination."""
+
+    @abc.abstractmethod
+    async def delivery_rules(self, account_ids: Sequence[int]) -> dict[int, DeliveryRules]:
+        """For each of these accounts that has an active script or a forward, what delivery
+        must apply, in one read (accounts without either are left out)."""
+
+    @abc.abstractmethod
+    async def vacation_note(self, account_id: int, key: str, now: int, period: int) -> bool:
+        """RFC 5230 §4.2: was no vacation reply recorded under `key` (the reply's handle and
+        the sender) within `period` seconds before `now`? Then record one at `now` and return
+        True, in one transaction, so concurrent deliveries answer once; else False. Records
+        older than `period` are forgotten."""
+

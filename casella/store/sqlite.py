@@ -6,7 +6,8 @@ operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (m
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_move (export
 and import), sqlite_live (the open-connection counts, in a table every process maps:
-livecounts), on sqlite_base (threads, group commit, repair).
+livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), on sqlite_base (threads,
+group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
 delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
@@ -32,10 +33,11 @@ from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_move import MoveOps
 from casella.store.sqlite_queue import QueueOps
 from casella.store.sqlite_reads import ReadOps
+from casella.store.sqlite_sieve import SieveOps
 
 
 class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps,
-                  ImapExtOps, LiveOps, Store):
+                  ImapExtOps, LiveOps, SieveOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -208,7 +208,7 @@ class DirectoryOps(SQLiteBase):
         # Per-account rows of the sending limits and the IMAP extensions: account ids can be
         # reused, and a new account must not inherit threads, warnings or sending history.
         for table in ("send_events", "send_guard", "blob_threads", "thread_keys",
-                      "quota_warnings"):
+                      "quota_warnings", "sieve_scripts", "forwards", "vacation_replies"):
             cur.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
         cur.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 

@@ -59,15 +59,15 @@ class QueueOps(SQLiteBase):
 
     async def enqueue(self, blob: StagedBlob, sender: str, recipients: Sequence[QueueRecipient],
                       account_id: int | None = None, envid: str | None = None,
-                      ret: str | None = None) -> int:
+                      ret: str | None = None, count: bool = False) -> int:
         if not recipients:
             raise UserError("a queued message needs at least one recipient")
         return await self._write(lambda txn: self._enqueue_txn(
-            txn, blob, sender, recipients, account_id, envid, ret))
+            txn, blob, sender, recipients, account_id, envid, ret, count))
 
     def _enqueue_txn(self, txn: _Txn, blob: StagedBlob, sender: str,
                      recipients: Sequence[QueueRecipient], account_id: int | None,
-                     envid: str | None, ret: str | None) -> int:
+                     envid: str | None, ret: str | None, count: bool = False) -> int:
         """The body of `enqueue` inside a write job (also for a combined deliver + enqueue
         transaction, request smtp-1)."""
         cur = txn.cur
@@ -81,7 +81,7 @@ class QueueOps(SQLiteBase):
             "INSERT INTO queue_recipients (queue_id, address, orcpt, notify, state, "
             "next_attempt, updated) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
             [(qid, r.address, r.orcpt, ",".join(r.notify), now, now) for r in recipients])
-        if account_id is not None and sender:
+        if account_id is not None and (sender or count):
             # The hourly limit counts recipients handed to the queue, decided in the same
             # transaction that queues them (DESIGN.md: limits inside the writing txn).
             cur.execute("INSERT INTO send_events (account_id, at, kind, count) "

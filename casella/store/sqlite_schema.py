@@ -261,9 +261,37 @@ CREATE UNIQUE INDEX messages_pop3_uidl ON messages(mailbox_id, pop3_uidl)
     WHERE pop3_uidl IS NOT NULL
 """
 
+# Version 10 (issue 20): Sieve scripts (several per account, at most one active), the account
+# forward, and when a vacation reply last went to a sender (RFC 5230 §4.2).
+SCHEMA_V10 = """
+CREATE TABLE sieve_scripts (
+    account_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+CREATE INDEX sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+
+CREATE TABLE forwards (
+    account_id INTEGER PRIMARY KEY,
+    destinations TEXT NOT NULL,
+    keep INTEGER NOT NULL
+);
+
+CREATE TABLE vacation_replies (
+    account_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9]
+                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)

@@ -37,6 +37,14 @@ async def test_enqueue_records_submitted_events(store: Store) -> None:
     await enqueue(store, ["d@r.test"])                                  # no account
     events = await store.send_events(aid, 0)
     assert [(e.kind, e.count) for e in events] == [("submitted", 2)]
+    # An automatic reply (issue 20): the null sender, counted all the same.
+    blob = await store.blobs.stage(b"Subject: away\r\n\r\nx\r\n")
+    try:
+        await store.enqueue(blob, "", [QueueRecipient("e@r.test")], aid, count=True)
+    finally:
+        blob.discard()
+    events = await store.send_events(aid, 0)
+    assert [(e.kind, e.count) for e in events] == [("submitted", 2), ("submitted", 1)]
 
 
 async def test_due_claim_record_and_finish(store: Store) -> None:

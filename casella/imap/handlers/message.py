@@ -18,7 +18,7 @@ from casella.imap import seqset
 from casella.imap.errors import No
 from casella.imap.handlers.append import MAX_KEYWORDS_PER_MESSAGE, check_keywords
 from casella.imap.handlers.mailbox import find_mailbox
-from casella.imap.quotawarn import send_quota_warnings
+from casella.delivery.quotawarn import send_quota_warnings
 from casella.imap.session import Done
 from casella.store.model import CopyResult
 

@@ -1,10 +1,10 @@
 """Messages the queue runner writes itself: DSNs (bounces, the one delay notice, "relayed"
 reports) and the sending guard's notice, and how they reach their reader.
 
-Lives here: `dsn_for` (a PendingNotice turned into RFC 3464 bytes with casella.smtp.dsn),
-`send_to` (into the reader's mailbox when the address is hosted here, else into the queue with
-the null sender), and `status_of` (the enhanced status of a stored reply). Must never: produce
-a DSN for the null reverse path (PROMISES M6), or queue anything with a non-null sender.
+Lives here: `dsn_for` (a PendingNotice turned into RFC 3464 bytes with casella.smtp.dsn) and `status_of`
+(the enhanced status of a stored reply); they reach their reader through
+casella.delivery.local.send_to. Must never: produce a DSN for the null reverse path
+(PROMISES M6).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import re
 from datetime import UTC, datetime
 
 from casella.smtp.dsn import FULL_RETURN_LIMIT, DsnRecipient, build_dsn
-from casella.smtp.policy import Policy, Role
 from casella.store.base import Store
-from casella.store.model import DeliveryTarget, QueueRecipient
 from casella.store.sending import PendingNotice
 
 log = logging.getLogger("casella.queue")
@@ -70,33 +68,3 @@ async def dsn_for(store: Store, hostname: str, notice: PendingNotice, give_up_af
     return build_dsn(hostname=hostname, sender=entry.sender, recipients=recipients,
                      original=original, original_complete=complete, ret=entry.ret,
                      envid=entry.envid, arrival=_ts(entry.created), now=_ts(now))
-
-
-async def send_to(store: Store, hostname: str, address: str, data: bytes,
-                  what: str) -> bool:
-    """Deliver a message the server wrote to `address`: locally (with Return-Path: <>) when
-    hosted here, else queued with the null sender. False when it could not be placed."""
-    route = await Policy(store, hostname, Role.MX).route(address)
-    placed = False
-    if route.local:
-        blob = await store.blobs.stage(b"Return-Path: <>\r\n" + data)
-        try:
-            outcomes = await store.deliver(blob, [DeliveryTarget(t.account.id)
-                                                  for t in route.local])
-        finally:
-            blob.discard()
-        for o in outcomes:
-            if o.error is None:
-                placed = True
-            else:
-                log.warning("%s for %s not delivered: %s", what, address, o.error)
-    if route.remote:
-        blob = await store.blobs.stage(data)
-        try:
-            await store.enqueue(blob, "", [QueueRecipient(a) for a in route.remote])
-        finally:
-            blob.discard()
-        placed = True
-    if route.empty:
-        log.warning("%s dropped: %s does not exist here", what, address)
-    return placed

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from casella.delivery.local import send_to
 from casella.errors import StorageError
 from casella.limits.sendlimit import guard_notice, update_guard
 from casella.smtp.client import (
@@ -42,7 +43,7 @@ from casella.smtp.client import (
 from casella.smtp.dkim import Signer
 from casella.smtp.dsn import wants_dsn
 from casella.smtp.queue.clock import Clock
-from casella.smtp.queue.notices import dsn_for, send_to
+from casella.smtp.queue.notices import dsn_for
 from casella.smtp.queue.routing import RouteError, Target, targets_for
 from casella.smtp.resolver import Resolver, get_resolver
 from casella.store.model import QueueEntry, QueueRecipient

@@ -25,7 +25,7 @@ from casella.mail.headers import encode_word
 from casella.store.base import Store
 from casella.store.model import Account, DeliveryTarget
 
-log = logging.getLogger("casella.imap")
+log = logging.getLogger("casella.delivery")
 
 _configs: weakref.WeakKeyDictionary[Store, QuotaConfig] = weakref.WeakKeyDictionary()
 
