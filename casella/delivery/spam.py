@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from casella.mail.headers import split_fields
 from casella.store.model import Account, CopyResult, Mailbox
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from casella.config import SpamConfig
     from casella.store.base import Store
 
@@ -339,8 +339,6 @@ class SpamFilter:
         return self.config.check_submission or not submission
 
     def _session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout,
@@ -352,8 +350,6 @@ class SpamFilter:
     async def _post(self, url: str, body: bytes, headers: list[tuple[str, str]]
                     ) -> tuple[int, bytes]:
         """POST and read the answer, at most `max_reply_size` bytes of it."""
-        import aiohttp
-
         limit = self.config.max_reply_size
         try:
             async with self._session().post(url, data=body, headers=headers,

@@ -389,3 +389,26 @@ def test_connect_timeout(make_server: Any) -> None:
 def test_spam_off_by_default(server: Any) -> None:
     """No [spam] rspamd: no filter at all."""
     assert server.app.spam is None
+
+
+def test_dmarc_quarantine_uses_the_same_junk(make_server: Any, fake_http: FakeHttp) -> None:
+    """The DMARC quarantine path and the spam path share the Junk lookup: a p=quarantine
+    failure lands in the mailbox marked \\Junk (renamed here), even when Rspamd sees nothing
+    wrong, and keeps its Authentication-Results."""
+    from casella.smtp.resolver import StaticResolver, set_resolver
+
+    fake_http.answer = Answer(body=rspamd_json("no action"))
+    srv = spam_server(make_server, fake_http.url)
+    set_resolver(StaticResolver({("_dmarc.remote.example", "TXT"): [b"v=DMARC1; p=quarantine"]}))
+
+    async def rename() -> None:
+        account = await srv.store.get_account(ALICE)
+        await srv.store.rename_mailbox(account.id, "Junk", "Unwanted")
+        mb = await srv.store.get_mailbox(account.id, "Unwanted")
+        await srv.store.set_special_use(mb.id, "\\Junk")
+    srv.run(rename())
+    assert send(srv, message())[0] == 250
+    [stored] = messages(srv, ALICE, "Unwanted")
+    head = header_block(stored)
+    assert b"dmarc=fail" in head and b"X-Spam" not in head
+    assert messages(srv, ALICE) == []
