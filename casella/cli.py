@@ -130,6 +130,8 @@ async def _ensure_demo(config: Config) -> None:
         print(f"  SMTP submission {listen['submission']} (STARTTLS)", flush=True)
     if "smtp" in listen:
         print(f"  try: swaks --server {listen['smtp']} --to {user}", flush=True)
+    if "http" in listen:
+        print(f"  customer page http://{listen['http']}/ (log in as the demo user)", flush=True)
 
 
 def cmd_domain(config: Config, args: argparse.Namespace) -> int:
@@ -180,6 +182,11 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
             else:
                 print(f"quota     {_human(acct.used_bytes)} used (unlimited)")
             print(f"messages  {acct.used_messages}")
+            if acct.pop3_delete is not None or acct.pop3_expire_days is not None:
+                days = acct.pop3_expire_days if acct.pop3_expire_days is not None \
+                    else config.pop3.expire_days
+                print(f"pop3      delete = {acct.pop3_delete or config.pop3.delete}, "
+                      f"expire_days = {days} (the account's own choice)")
             for line in await cli_outbound.usage_lines(store, config, acct):
                 print(line)
             print("mailboxes")

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from casella.errors import ConfigError
 
-LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http",
+                  "https")
 
 DEV_LISTEN: dict[str, str] = {
     "smtp": "127.0.0.1:2525",
@@ -27,6 +28,7 @@ DEV_LISTEN: dict[str, str] = {
     "pop3": "127.0.0.1:2110",
     "pop3s": "127.0.0.1:2995",
     "http": "127.0.0.1:8080",
+    "https": "127.0.0.1:8443",
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
@@ -114,7 +116,7 @@ class LimitsConfig:
     defers_failures_per_hour: int = 5
     defers_failures_percent: int = 55
     max_connections: int = 5000           # open connections per process, all listeners
-    max_connections_per_ip: int = 50      # from one client address, all listeners
+    max_connections_per_ip: int = 50      # from one client address, all listeners and workers
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,19 @@ class InboundConfig:
     checks: bool = True                     # SPF, DKIM, DMARC on the MX listener
 
 
+MTA_STS_MODES = ("enforce", "testing", "none")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The web listeners (`http`, `https`: casella.http)."""
+    max_body_size: int = 1024**2          # request bodies above this get 413
+    request_timeout: int = 30             # seconds to send a request's headers, then its body
+    session_lifetime: int = 8 * 3600      # a customer stays logged in this long
+    mta_sts_mode: str = "enforce"         # RFC 8461 §3.2: enforce, testing or none
+    mta_sts_max_age: int = 7 * 86400      # seconds senders cache the MTA-STS policy
+
+
 @dataclass(frozen=True)
 class SpamConfig:
     """Spam filtering with Rspamd (issue 20, casella.delivery.spam)."""
@@ -229,6 +244,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     dkim: DkimConfig = DkimConfig()
     inbound: InboundConfig = InboundConfig()
+    http: HttpConfig = HttpConfig()
     spam: SpamConfig = SpamConfig()
     source: Path | None = None
 
@@ -323,7 +339,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "spam"}
+                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http",
+                "spam"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -466,7 +483,38 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
                   store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
+                  http=_http_config(_section(raw, "http")),
                   spam=_spam_config(_section(raw, "spam")), source=source)
+
+
+def _http_config(table: Mapping[str, object]) -> HttpConfig:
+    _check_keys("http", table, _field_names(HttpConfig))
+    d = HttpConfig()
+    max_body = _size("http.max_body_size", table.get("max_body_size", d.max_body_size))
+    if max_body < 1024:
+        raise ConfigError(f"http.max_body_size = {table.get('max_body_size')!r}: expected at "
+                          "least 1K")
+    mode = _expect("http.mta_sts_mode", table.get("mta_sts_mode", d.mta_sts_mode), str,
+                   "enforce, testing or none")
+    if mode not in MTA_STS_MODES:
+        raise ConfigError(f"http.mta_sts_mode = {mode!r}: expected enforce, testing or none")
+    return HttpConfig(
+        max_body_size=max_body,
+        request_timeout=_int("http.request_timeout",
+                             table.get("request_timeout", d.request_timeout), 1, 3600),
+        session_lifetime=_duration("http.session_lifetime",
+                                   table.get("session_lifetime", d.session_lifetime), 60),
+        mta_sts_mode=mode,
+        mta_sts_max_age=_mta_sts_max_age(table.get("mta_sts_max_age", d.mta_sts_max_age)),
+    )
+
+
+def _mta_sts_max_age(value: object) -> int:
+    seconds = _duration("http.mta_sts_max_age", value, 1)
+    if seconds > 31557600:  # RFC 8461 §3.2: at most about a year
+        raise ConfigError(f"http.mta_sts_max_age = {value!r}: expected at most 31557600 "
+                          "seconds (365d)")
+    return seconds
 
 
 def _quota_config(table: Mapping[str, object]) -> QuotaConfig:

@@ -60,3 +60,11 @@ class StorageError(CasellaError):
 
 class DiskFull(StorageError):
     pass
+
+
+class BodyGone(StorageError):
+    """The body asked for is no longer stored: every message that held it was removed (another
+    session expunged it) after the caller read the message's metadata, and the body was
+    collected. Not a failure: a protocol answers as it does for a message expunged meanwhile
+    (IMAP: RFC 2180 §4.1). It is a StorageError so that code which only retries or skips on
+    StorageError stays right."""

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from casella.app import App
 from casella.auth.authenticator import Authenticator
 from casella.config import Config, HostPort
-from casella.errors import ConfigError
+from casella.errors import ConfigError, StorageError
+from casella.limits.connections import ConnectionCounter, node_name, owner_id
 from casella.net.listener import ConnectionLimits, ListenerGroup, Service
 from casella.net.tls import server_context
 from casella.store.base import Store
@@ -37,6 +38,7 @@ PROVIDERS: dict[str, str] = {
     "pop3": "casella.pop3.server",
     "pop3s": "casella.pop3.server",
     "http": "casella.http.server",
+    "https": "casella.http.server",
 }
 
 
@@ -84,8 +86,9 @@ class Server:
 
     def __init__(self, config: Config, *, sockets: dict[str, socket.socket] | None = None,
                  bus: ChangeBus | None = None, repair: bool = True,
-                 run_background: bool = True) -> None:
+                 run_background: bool = True, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.store: Store | None = None
         self.app: App | None = None
         self.listeners: ListenerGroup | None = None
@@ -96,6 +99,8 @@ class Server:
         self._run_background = run_background
         # Long-running services with start()/stop() (the outbound queue runner).
         self.background: list[Any] = []
+        # Listener services with async open()/close() around their listeners' life (HTTP).
+        self._opened: list[Any] = []
 
     async def start(self) -> None:
         config = self.config
@@ -114,8 +119,19 @@ class Server:
         store = open_store(config, self._bus)
         await store.open(repair=self._repair)
         self.store = store
+        # Connection limits count in the store, as this process's owner id. Alone, this
+        # process starts its node's counts from zero; a worker forgets what the worker it
+        # replaces left counted (the supervisor forgot the node's at start-up).
+        counter = ConnectionCounter(store, owner_id(self.worker))
+        try:
+            if self._repair:
+                await store.connections_forget(node_name())
+            else:
+                await counter.forget_own()
+        except StorageError as exc:
+            log.error("connection counts not reset: %s", exc)
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
-                       tls_context=tls)
+                       tls_context=tls, connections=counter, bound=self.bound)
         if config.spam.rspamd or config.spam.controller:
             from casella.delivery.spam import SpamFilter
 
@@ -123,13 +139,18 @@ class Server:
         self.listeners = ListenerGroup(
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
-                                    max_per_ip=config.limits.max_connections_per_ip))
+                                    max_per_ip=config.limits.max_connections_per_ip),
+            ip_counter=counter)
         services: dict[str, Service] = {}
         for name in config.listen:
             module_name = PROVIDERS[name]
             if name not in services:
                 module = importlib.import_module(module_name)
                 services.update(module.services(self.app))
+        for service in {id(s): s for s in services.values()}.values():
+            if hasattr(service, "open"):
+                await service.open()
+                self._opened.append(service)
         for name, address in config.listen.items():
             self.bound[name] = await self.listeners.start(name, address, services[name],
                                                           sock=sockets[name])
@@ -148,7 +169,16 @@ class Server:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
         if self.app is not None and self.app.spam is not None:
             await self.app.spam.close()       # pending learning reads the store: first
+        for service in reversed(self._opened):
+            await service.close()
+        self._opened.clear()
         if self.store is not None:
+            if self.app is not None:
+                # Sessions cut off at the end of the grace period may not have released theirs.
+                try:
+                    await self.app.connections.forget_own()
+                except StorageError as exc:
+                    log.warning("connection counts not dropped at stop: %s", exc)
             await self.store.close()
 
 

@@ -8,7 +8,10 @@ and multi-client updates work across processes. Only worker 0 runs the backgroun
 (the outbound queue runner). Must never: fork after an event loop or a store thread exists in
 the supervisor, or let a worker keep the other workers' relay sockets.
 
-Per-process by design: connection limits per IP and per user+IP count what one worker sees.
+Connection limits per IP and per user+IP hold across the workers: they count in the store
+(casella.limits.connections), each worker as the owner "<host>/<index>"; the supervisor starts
+the counts from zero, and a worker started in place of a dead one first drops what the dead one
+held, so a crash never leaves connections counted that are gone.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def _worker(index: int, config: Config, sockets: dict[str, socket.socket],
         bus = RelayBus(relay)
         bus.attach(loop)
         server = Server(config, sockets=sockets, bus=bus, repair=False,
-                        run_background=index == 0)
+                        run_background=index == 0, worker=index)
         await server.start()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,10 +116,18 @@ def _worker(index: int, config: Config, sockets: dict[str, socket.socket],
 
 
 async def _repair(config: Config) -> None:
+    from casella.errors import StorageError
+    from casella.limits.connections import node_name
     from casella.server import open_store
 
     store = open_store(config)
     await store.open(repair=True)
+    # No worker runs yet: none of this node's connections is open (a worker that replaces a
+    # dead one forgets what that one held itself, casella.server.Server.start).
+    try:
+        await store.connections_forget(node_name())
+    except StorageError as exc:
+        log.error("connection counts not reset: %s", exc)
     await store.close()
 
 

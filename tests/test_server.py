@@ -23,11 +23,13 @@ def test_fixture_server_answers_http(server: RunningServer) -> None:
     port = server.port("http")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
         assert r.status == 200 and r.read() == b"ok\n"
+    server.add_user("a@example.test")
     url = f"http://127.0.0.1:{port}/mail/config-v1.1.xml?emailaddress=a@example.test"
     with urllib.request.urlopen(url, timeout=10) as r:
         body = r.read().decode()
     assert "<domain>example.test</domain>" in body
     assert "mail.example.test" in body
+    assert f"<port>{server.port('imaps')}</port>" in body
     assert server.cafile.exists()
 
 

@@ -83,7 +83,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Done:
         s.write(await vanished_earlier(s, view, uids, cmd.messages, cmd.changedsince))
     missing = await render(s, view, uids, cmd.items, cmd.changedsince)
     if missing and not cmd.uid:
-        # RFC 2180 §4.1.3, as Dovecot does: the others were answered.
+        # RFC 2180 §4.1.2: messages expunged by another session (the view still numbers them
+        # until it may say EXPUNGE) get no FETCH response; the others were answered.
         raise No("Some of the requested messages no longer exist", "EXPUNGEISSUED")
     return Done("FETCH completed")
 
@@ -203,7 +204,7 @@ async def render(s: Session, view: SelectedView, uids: list[int],
                 # RFC 7162 §3.1.4: a FETCH that set \Seen reports the new MODSEQ.
                 pieces.append(b" MODSEQ (%d)" % meta.modseq)
             responses.append((b"* %d FETCH (" % (idx + 1), pieces))
-        await _emit_all(s, out, responses)
+        missing += await _emit_all(s, out, responses)
         s.write(bytes(out))
         await s.flush()
     return missing
@@ -269,10 +270,12 @@ def _flags_formatter(view: SelectedView, names: tuple[str, ...]) -> Callable[[Fl
 
 
 async def _emit_all(s: Session, out: bytearray,
-                    responses: list[tuple[bytes, list[Piece]]]) -> None:
+                    responses: list[tuple[bytes, list[Piece]]]) -> int:
     """Write the responses in order. The message pieces they need (up to STREAM_THRESHOLD
     each) are read ahead, PREFETCH octets at a time, each window in one hop to a thread
-    instead of one per piece."""
+    instead of one per piece. A message whose body went after its metadata was read (another
+    session expunged it, BodyGone) is left out, as if it had gone before: returns how many."""
+    gone = 0
     i = 0
     while i < len(responses):
         wanted: list[_Slice] = []
@@ -285,21 +288,46 @@ async def _emit_all(s: Session, out: bytearray,
                     total += piece.length
             j += 1
         if len(wanted) > 1:
-            data = await s.store.read_blobs([(p.digest, p.start, p.length) for p in wanted])
+            try:
+                data = await s.store.read_blobs([(p.digest, p.start, p.length)
+                                                 for p in wanted])
+            except ce.BodyGone:
+                data = []       # each piece is read on its own, so only its message drops out
             for piece, got in zip(wanted, data):
                 piece.data = got
         for head, pieces in responses[i:j]:
-            await _emit(s, out, head, pieces)
+            mark = len(out)
+            try:
+                await _emit(s, out, head, pieces)
+            except ce.BodyGone:
+                # Nothing of this response was written yet (_emit reads before it writes).
+                del out[mark:]
+                gone += 1
             if len(out) >= OUTPUT_CHUNK:
                 s.write(bytes(out))
                 out.clear()
                 await s.flush()
         i = j
+    return gone
 
 
 async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]) -> None:
     """Append one FETCH response to `out`; a large section is streamed to the client in
-    pieces instead (after what `out` holds so far)."""
+    pieces instead (after what `out` holds so far, once its first piece is read). A failed
+    read (BodyGone included) before any of the response is on the wire propagates, `out` to
+    be cut back by the caller; after that, half a response is out and the only way back to
+    sync is to hang up."""
+    sent = [False]
+    try:
+        await _emit_pieces(s, out, head, pieces, sent)
+    except ce.StorageError as exc:
+        if sent[0]:
+            raise Bye(f"{exc}; try again", "UNAVAILABLE") from None
+        raise
+
+
+async def _emit_pieces(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece],
+                       sent: list[bool]) -> None:
     out += head
     for piece in pieces:
         if isinstance(piece, bytes):
@@ -321,18 +349,16 @@ async def _emit(s: Session, out: bytearray, head: bytes, pieces: Sequence[Piece]
         if piece.length <= STREAM_THRESHOLD:
             out += await piece.read(s)
             continue
-        s.write(bytes(out))
-        out.clear()
         done = 0
         while done < piece.length:
             n = min(STREAM_THRESHOLD, piece.length - done)
-            try:
-                data = await s.store.read_blob(piece.digest, piece.start + done, n)
-            except ce.StorageError as exc:
-                # Half a literal is on the wire: the only way back to sync is to hang up.
-                raise Bye(f"{exc}; try again", "UNAVAILABLE") from None
+            data = await s.store.read_blob(piece.digest, piece.start + done, n)
             if not data:
                 raise Bye("The stored message is shorter than recorded", "SERVERBUG")
+            if out:
+                s.write(bytes(out))
+                out.clear()
+            sent[0] = True
             s.write(data)
             done += len(data)
             await s.flush()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from casella import errors as ce
 from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
@@ -358,7 +359,10 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
         if criteria.body_keys:
             kept = []
             for msg in candidates:
-                await _load_text(store, msg)
+                try:
+                    await _load_text(store, msg)
+                except ce.BodyGone:
+                    continue        # expunged by another session meanwhile: it matches nothing
                 if all(criteria.matches(k, msg) for k in criteria.body_keys):
                     kept.append(msg)
             candidates = kept

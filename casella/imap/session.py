@@ -51,7 +51,7 @@ from casella.store.model import Account
 
 if TYPE_CHECKING:
     from casella.imap.notify import Notifier
-    from casella.imap.server import UserIpConnections
+    from casella.limits.connections import Slot
 
 log = logging.getLogger("casella.imap")
 
@@ -91,13 +91,11 @@ class SlowClient(Exception):
 
 
 class Session:
-    def __init__(self, app: App, conn: Connection,
-                 connections: UserIpConnections | None = None) -> None:
+    def __init__(self, app: App, conn: Connection) -> None:
         self.app = app
         self.conn = conn
         self.store = app.store
         self.cfg = app.config.imap
-        self.connections = connections
         self.state = NOT_AUTH
         self.account: Account | None = None
         self.rev2 = False
@@ -115,7 +113,7 @@ class Session:
         self.client_id: str = ""
         self.ending = False
         self.pending_transform: StreamTransform | None = None
-        self._counted: tuple[str, str] | None = None
+        self._counted: Slot | None = None      # imap.max_connections_per_user_ip
         self._window = (0.0, 0)                 # literal rate window: (start, octets)
         self._out = bytearray()
 
@@ -275,7 +273,7 @@ class Session:
             if self.notifier is not None:
                 self.notifier.close()
             self.leave_selected()
-            self.release_connection_slot()
+            await self.release_connection_slot()
             try:
                 await asyncio.wait_for(self.flush(), 5.0)
             except (ConnectionClosed, TimeoutError, OSError):
@@ -298,20 +296,19 @@ class Session:
 
     # --- the user+IP connection limit -----------------------------------------------------
 
-    def take_connection_slot(self, address: str) -> None:
-        """Count this session for (user, IP); BYE when the limit is already reached."""
-        if self.connections is None:
-            return
-        key = (address, self.conn.peer_ip)
-        if not self.connections.acquire(key, self.cfg.max_connections_per_user_ip):
+    async def take_connection_slot(self, address: str) -> None:
+        """Count this session for (user, IP) in every worker's count; BYE when the limit is
+        already reached."""
+        limit = self.cfg.max_connections_per_user_ip
+        slot = await self.app.connections.acquire_user_ip(address, self.conn.peer_ip, limit)
+        if slot is None:
             raise Bye(f"Too many connections for this user from your address "
-                      f"(the limit is {self.cfg.max_connections_per_user_ip})", "LIMIT")
-        self._counted = key
+                      f"(the limit is {limit})", "LIMIT")
+        self._counted = slot
 
-    def release_connection_slot(self) -> None:
-        if self.connections is not None and self._counted is not None:
-            self.connections.release(self._counted)
-            self._counted = None
+    async def release_connection_slot(self) -> None:
+        slot, self._counted = self._counted, None
+        await self.app.connections.release(slot)
 
     # --- reading a command ---------------------------------------------------------------
 
@@ -589,7 +586,7 @@ class Session:
             outcome = f"{kind} {sentence}"
             if kind == "NO" and code == "SERVERBUG":
                 log.exception("%s failed", name, extra=self.log_extra())
-            elif isinstance(exc, ce.StorageError):
+            elif isinstance(exc, ce.StorageError) and not isinstance(exc, ce.BodyGone):
                 log.error("%s failed: %s", name, exc, extra=self.log_extra())
             if kind == "BAD":
                 self.bad_commands += 1
@@ -693,6 +690,9 @@ def _reply_for(exc: BaseException) -> tuple[str, str | None, str]:
     if isinstance(exc, ce.DiskFull):
         # Issue 7 §6: nothing was written; the session goes on and reads keep working.
         return "NO", "LIMIT", "The server's disk is full, try again later"
+    if isinstance(exc, ce.BodyGone):
+        # RFC 2180 §4.1.2: expunged by another session while the command ran.
+        return "NO", "EXPUNGEISSUED", "Some of the messages no longer exist"
     if isinstance(exc, ce.StorageError):
         return "NO", "UNAVAILABLE", "The mail store is not available right now, try again later"
     if isinstance(exc, ce.UserError):

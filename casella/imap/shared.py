@@ -118,10 +118,10 @@ class SharedMailboxState:
                 # everything up to it: no need to wait for its answer.
                 return None
             if running[1].done():
-                # Finished, but its done-callback (which records the claim and clears this
-                # entry) waits for its turn on the loop. Awaiting a finished task never yields,
-                # so looping on it would spin for ever and the callback would never run.
-                await asyncio.sleep(0)
+                # Finished, its done callback not run yet (this session's step was queued
+                # before it): awaiting it would not yield, and this loop would spin for ever
+                # without letting the callback run. Take its outcome now.
+                self._claim_done(key, running[1])
                 continue
             try:
                 await asyncio.shield(running[1])
@@ -129,18 +129,20 @@ class SharedMailboxState:
                 pass
         task = asyncio.ensure_future(self.store.claim_recent(mailbox_id))
         self._claiming[key] = (highest_new, task)
-
-        def done(t: asyncio.Task[tuple[int, int]]) -> None:
-            if self._claiming.get(key, (0, None))[1] is t:
-                del self._claiming[key]
-            _retrieve(t)
-            if t.cancelled() or t.exception() is not None:
-                return
-            if len(self._claimed) >= _MAX_CLAIMED and key not in self._claimed:
-                self._claimed.clear()     # forgetting only costs a claim that comes back empty
-            self._claimed[key] = max(self._claimed.get(key, 0), t.result()[1])
-        task.add_done_callback(done)
+        task.add_done_callback(lambda t: self._claim_done(key, t))
         return await asyncio.shield(task)
+
+    def _claim_done(self, key: tuple[int, int], t: asyncio.Task[tuple[int, int]]) -> None:
+        """A claim finished: it is no longer in flight, and the UIDs it took are claimed.
+        Idempotent (claim_recent may take the outcome before the done callback runs)."""
+        if self._claiming.get(key, (0, None))[1] is t:
+            del self._claiming[key]
+        _retrieve(t)
+        if t.cancelled() or t.exception() is not None:
+            return
+        if len(self._claimed) >= _MAX_CLAIMED and key not in self._claimed:
+            self._claimed.clear()     # forgetting only costs a claim that comes back empty
+        self._claimed[key] = max(self._claimed.get(key, 0), t.result()[1])
 
     def note_claim(self, mailbox_id: int, uidvalidity: int, claim: tuple[int, int]) -> None:
         """A claim made another way (APPEND's, in its own transaction)."""

@@ -5,11 +5,11 @@ domain's, the lower wins; the config default when neither is set), its usage in 
 one-hour window (`usage_from_events`), the refusal texts in the shape hosting customers know from
 cPanel/Exim, the RCPT-time check the submission session calls (`check_send_limits`), the guard
 the queue runner updates after delivery attempts (`update_guard`), a submission refused as spam
-counted as failures (`record_refused`) and the plain-language notice
-an account receives when the guard trips (`guard_notice`). Asks the store for facts (send
-events, settings); the store never asks this module. Must never: import a protocol module, or
-discard mail: every refusal here is temporary (450), so the message stays in the customer's
-outbox.
+counted as failures (`record_refused`), the plain-language notice an account receives when the
+guard trips (`guard_notice`), and what the customer's page shows (`sending_status`). Asks the
+store for facts (send events, settings); the store never asks this module. Must never: import
+a protocol module, or discard mail: every refusal here is temporary (450), so the message stays
+in the customer's outbox.
 
 Definitions (all over the last WINDOW seconds, `at > now - WINDOW`):
 - submitted: recipients the account handed to the outbound queue (one "submitted" send event
@@ -296,3 +296,46 @@ def guard_notice(hostname: str, account: Account, trip: GuardTrip,
         "Content-Transfer-Encoding: 8bit",
     ]) + "\r\n\r\n"
     return (header + body).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class SendingStatus:
+    """What the customer's page shows about sending (all over the last hour)."""
+
+    limits: Limits
+    usage: Usage
+    held: bool                 # the administrator put outgoing mail on hold (no end date)
+    guard_until: int | None    # the defers-and-failures guard blocks until then
+    hourly_full_until: int | None  # messages_per_hour is used up until then
+
+    @property
+    def blocked(self) -> bool:
+        return self.held or self.guard_until is not None or self.hourly_full_until is not None
+
+
+async def sending_status(store: Store, defaults: LimitsConfig, account: Account,
+                         now: float | None = None) -> SendingStatus:
+    """The account's limits, its usage this hour, and whatever stops it from sending now,
+    with when that lifts by itself: the same rules `check_send_limits` applies."""
+    now = time.time() if now is None else now
+    current = await store.get_account_by_id(account.id) or account
+    limits = await account_limits(store, defaults, current)
+    events = await store.send_events(current.id, int(now) - WINDOW - 1)
+    usage = usage_from_events(events, now)
+    guard_until: int | None = None
+    if guard_blocked(limits, usage):
+        guard_until = guard_resumes_at(limits, events, now)
+    full_until: int | None = None
+    limit = limits.messages_per_hour
+    if limit > 0 and usage.submitted >= limit:
+        # A recipient leaves the count an hour after it was queued: the earliest moment the
+        # count falls below the limit again.
+        submitted = sorted((int(ev.at), ev.count) for ev in events
+                           if ev.kind == EV_SUBMITTED and now - WINDOW < ev.at <= now)
+        remaining = usage.submitted
+        for at, count in submitted:
+            remaining -= count
+            if remaining < limit:
+                full_until = at + WINDOW
+                break
+    return SendingStatus(limits, usage, current.sending_held, guard_until, full_until)

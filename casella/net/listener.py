@@ -1,9 +1,12 @@
-"""Listeners: bind each configured address, hand each connection to its protocol service, count
-connections per IP, and stop cleanly.
+"""Listeners: bind each configured address, hand each connection to its protocol service, hold
+the connection limits, and stop cleanly.
 
-Lives here: `Service` (what a protocol package provides), `ListenerGroup` (start, per-IP
-connection counting, graceful stop: stop accepting, let commands in flight finish within the
-grace period, then close). Must never: parse a protocol or touch the store.
+Lives here: `Service` (what a protocol package provides), `IpCounter` (what counts the
+connections per client address: the server passes the one of casella.limits.connections,
+shared by every worker and node through the store; `LocalIpCounter`, this process's count,
+serves a group used on its own), `ListenerGroup` (start, the total per process and the per-address
+limit, graceful stop: stop accepting, let commands in flight finish within the grace period,
+then close). Must never: parse a protocol or touch the store.
 """
 
 from __future__ import annotations
@@ -38,8 +41,37 @@ class Service(Protocol):
 
 @dataclass
 class ConnectionLimits:
-    max_total: int = 5000
-    max_per_ip: int = 50
+    max_total: int = 5000       # per process
+    max_per_ip: int = 50        # as the IpCounter counts (the server's: all processes)
+
+
+class IpCounter(Protocol):
+    """Counts open connections per client address."""
+
+    async def acquire_ip(self, ip: str, limit: int) -> object | None:
+        """A token to release when the connection ends, or None when `ip` already has
+        `limit` connections (nothing is counted then)."""
+
+    async def release(self, token: object | None) -> None: ...
+
+
+class LocalIpCounter:
+    """An IpCounter of this process's connections only (a ListenerGroup on its own)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    async def acquire_ip(self, ip: str, limit: int) -> object | None:
+        if self.counts[ip] >= limit:
+            return None
+        self.counts[ip] += 1
+        return ip
+
+    async def release(self, token: object | None) -> None:
+        if isinstance(token, str):
+            self.counts[token] -= 1
+            if self.counts[token] <= 0:
+                del self.counts[token]
 
 
 @dataclass
@@ -51,7 +83,7 @@ class ListenerGroup:
     tls_handshake_timeout: float = 30.0
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: dict[Connection, asyncio.Task[None]] = field(default_factory=dict)
-    per_ip: Counter[str] = field(default_factory=Counter)
+    ip_counter: IpCounter = field(default_factory=LocalIpCounter)
     bound: dict[str, HostPort] = field(default_factory=dict)
 
     async def start(self, name: str, address: HostPort, service: Service,
@@ -84,22 +116,26 @@ class ListenerGroup:
         return bound
 
     def _accepted(self, conn: Connection, service: Service) -> None:
-        ip = conn.peer_ip
-        total = len(self.sessions)
-        if total >= self.limits.max_total or self.per_ip[ip] >= self.limits.max_per_ip:
-            reason = "too many connections" if total >= self.limits.max_total \
-                else "too many connections from your address"
-            log.warning("refused: %s", reason, extra=conn.describe())
-            conn.write(service.refuse(conn, reason))
-            conn.close()
+        if len(self.sessions) >= self.limits.max_total:
+            self._refuse(conn, service, "too many connections")
             return
-        self.per_ip[ip] += 1
         task = asyncio.get_running_loop().create_task(self._run(conn, service))
         self.sessions[conn] = task
 
+    @staticmethod
+    def _refuse(conn: Connection, service: Service, reason: str) -> None:
+        log.warning("refused: %s", reason, extra=conn.describe())
+        conn.write(service.refuse(conn, reason))
+        conn.close()
+
     async def _run(self, conn: Connection, service: Service) -> None:
-        log.info("connect", extra=conn.describe())
+        token: object | None = None
         try:
+            token = await self.ip_counter.acquire_ip(conn.peer_ip, self.limits.max_per_ip)
+            if token is None:
+                self._refuse(conn, service, "too many connections from your address")
+                return
+            log.info("connect", extra=conn.describe())
             await service.handle(conn)
         except asyncio.CancelledError:
             pass
@@ -107,11 +143,13 @@ class ListenerGroup:
             log.exception("session crashed", extra=conn.describe())
         finally:
             conn.close()
-            self.sessions.pop(conn, None)
-            self.per_ip[conn.peer_ip] -= 1
-            if self.per_ip[conn.peer_ip] <= 0:
-                del self.per_ip[conn.peer_ip]
-            log.info("disconnect", extra=conn.describe())
+            try:
+                if token is not None:
+                    await self.ip_counter.release(token)
+                    log.info("disconnect", extra=conn.describe())
+            finally:
+                # Only now: while a session is listed, its address may still be counted.
+                self.sessions.pop(conn, None)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, ask every session to end after its command in flight, wait up to

@@ -95,6 +95,9 @@ class Connection(asyncio.Protocol):
         self._transform: StreamTransform | None = None
         self._shutdown = False
         self.on_made: Callable[[Connection], None] | None = None
+        # Called by request_shutdown: for a session that no longer reads through this object
+        # (hand_over), so it hears that the server is stopping.
+        self.on_shutdown: Callable[[], None] | None = None
 
     # --- asyncio.Protocol callbacks ------------------------------------------------------
 
@@ -411,6 +414,27 @@ class Connection(asyncio.Protocol):
         """Ask the session to end at its next read (the command in flight may finish)."""
         self._shutdown = True
         self._wake()
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+
+    def hand_over(self, protocol: asyncio.BaseProtocol) -> None:
+        """Give the transport to another protocol object (the HTTP listener's, which parses
+        requests itself), with the bytes already received. The listener keeps counting this
+        connection until its session ends; after this call nothing is read through here."""
+        transport = self.transport
+        if transport is None or self.closed.is_set() or transport.is_closing():
+            raise ConnectionClosed("connection closed before it was handed over")
+        pending = bytes(self._buf)
+        self._buf.clear()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if pending and isinstance(protocol, asyncio.Protocol):
+            protocol.data_received(pending)
+        if self._paused_reading:
+            self._paused_reading = False
+            transport.resume_reading()
+        if self._eof and isinstance(protocol, asyncio.Protocol):
+            protocol.eof_received()
 
     @property
     def shutting_down(self) -> bool:

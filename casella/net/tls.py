@@ -82,6 +82,17 @@ def server_context(config: Config) -> ssl.SSLContext:
     return ctx
 
 
+def certificate_files(config: Config) -> tuple[bytes, bytes]:
+    """The PEM bytes of the certificate chain and key the listeners use (what signs Apple
+    configuration profiles); ConfigError when they cannot be read."""
+    cert, key = config.tls_cert_path, config.tls_key_path
+    try:
+        return cert.read_bytes(), key.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"tls.cert = {str(cert)!r}: cannot load certificate and key: "
+                          f"{exc.strerror or exc}")
+
+
 def client_context_for_tests(cafile: Path) -> ssl.SSLContext:
     """A client context that trusts one certificate (the generated one), for tests and tools."""
     ctx = ssl.create_default_context(cafile=str(cafile))

@@ -372,6 +372,7 @@ class CapaOptions:
     mechanisms: tuple[str, ...]
     expire_days: int           # 0 = never
     implementation: str
+    expire_per_user: bool = False  # before login: accounts may set their own expiry
 
 
 def capabilities(opts: CapaOptions) -> list[bytes]:
@@ -386,8 +387,12 @@ def capabilities(opts: CapaOptions) -> list[bytes]:
             caps.append(b"SASL " + " ".join(opts.mechanisms).encode("ascii"))
         if opts.stls:
             caps.append(b"STLS")
-    # RFC 2449 §6.7: days after retrieval, or NEVER.
-    caps.append(b"EXPIRE %d" % opts.expire_days if opts.expire_days > 0 else b"EXPIRE NEVER")
+    # RFC 2449 §6.7: days after retrieval, or NEVER; before login "USER" says the value may
+    # differ per account, and the account's own is listed after login.
+    expire = b"EXPIRE %d" % opts.expire_days if opts.expire_days > 0 else b"EXPIRE NEVER"
+    if opts.expire_per_user and not opts.transaction:
+        expire += b" USER"
+    caps.append(expire)
     caps.append(b"IMPLEMENTATION " + _clean(opts.implementation))
     return [c + CRLF for c in caps]
 

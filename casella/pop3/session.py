@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from casella.app import App
 from casella.auth import sasl
+from casella.config import Pop3Config
 from casella.errors import CasellaError, DiskFull, QuotaExceeded, StorageError
 from casella.net.streams import (
     Connection,
@@ -60,6 +61,15 @@ class WrongState(proto.Pop3SyntaxError):
 class _StreamBroken(Exception):
     """A multi-line answer failed after its +OK was sent: the client cannot be told with a
     -ERR any more, so the connection is closed."""
+
+
+def effective_policy(config: Pop3Config, account: Account) -> tuple[str, int]:
+    """(delete policy, expire days) for the account: its own choice (the customer page) where
+    it made one, else `[pop3] delete` / `expire_days`."""
+    delete = account.pop3_delete if account.pop3_delete is not None else config.delete
+    days = account.pop3_expire_days if account.pop3_expire_days is not None \
+        else config.expire_days
+    return delete, days
 
 
 def _now() -> int:
@@ -238,8 +248,9 @@ class Pop3Session:
             stls=self.stls_offered,
             plaintext_auth=self.plaintext_allowed,
             mechanisms=sasl.MECHANISMS,
-            expire_days=self.app.config.pop3.expire_days,
-            implementation=IMPLEMENTATION)
+            expire_days=(effective_policy(self.app.config.pop3, self.account)[1]
+                         if self.account is not None else self.app.config.pop3.expire_days),
+            implementation=IMPLEMENTATION, expire_per_user=True)
         await self.conn.send(proto.multiline(proto.ok("Capability list follows."),
                                              proto.capabilities(opts)))
         self._ok("CAPA")
@@ -319,9 +330,9 @@ class Pop3Session:
             raise Pop3Error("Your mailbox is open in another POP3 session; try again when it "
                             "has ended.", "IN-USE")
         try:
-            cfg = self.app.config.pop3
+            policy, expire_days = effective_policy(self.app.config.pop3, account)
             self.maildrop = await Maildrop.open(
-                self.app.store, account, policy=cfg.delete, expire_days=cfg.expire_days,
+                self.app.store, account, policy=policy, expire_days=expire_days,
                 now=_now(), log_extra={**self._extra, "user": account.address})
         except BaseException:
             self.locks.release(account.id)

@@ -45,7 +45,9 @@ UidRanges = Sequence[tuple[int, int]]
 
 class Store(abc.ABC):
     """One mail store. Methods raise casella.errors classes: NotFound/MailboxNotFound,
-    AlreadyExists/MailboxExists, InvalidName, MailboxNotAllowed, QuotaExceeded, StorageError."""
+    AlreadyExists/MailboxExists, InvalidName, MailboxNotAllowed, QuotaExceeded, StorageError
+    (BodyGone, DiskFull). A busy database is waited for inside the store, for a bounded time,
+    before it becomes a StorageError."""
 
     blobs: BlobStore
     bus: ChangeBus
@@ -99,6 +101,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_quota(self, address: str, quota_bytes: int,
                         quota_messages: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def set_pop3_policy(self, address: str, delete: str | None,
+                              expire_days: int | None) -> None:
+        """The account's own POP3 policy: `delete` one of model.POP3_DELETE_POLICIES,
+        `expire_days` 0 (never) to model.POP3_MAX_EXPIRE_DAYS; None for either means the
+        config's value applies. UserError for anything else, NotFound for no such account."""
 
     @abc.abstractmethod
     async def remove_account(self, address: str) -> None:
@@ -218,11 +227,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def read_blobs(self, pieces: Sequence[tuple[str, int, int]]) -> list[bytes]:
-        """`read_blob(digest, offset, length)` for each piece, in one go."""
+        """`read_blob(digest, offset, length)` for each piece, in one go (BodyGone when any
+        of them is gone)."""
 
     @abc.abstractmethod
     async def read_blob(self, digest: str, offset: int = 0, length: int = -1) -> bytes:
-        """Bytes of a stored message; read large ones in pieces to stream them."""
+        """Bytes of a stored message; read large ones in pieces to stream them. A body no
+        message holds any more (all of them removed since the caller read their metadata, and
+        the body collected) raises BodyGone; a body a message still holds that cannot be read
+        raises StorageError."""
 
     @abc.abstractmethod
     async def stored_bodies(self) -> list[str]:
@@ -325,6 +338,39 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def auth_clear(self, keys: Sequence[str]) -> int:
         """Forget the failures and blocks of these keys; returns how many were cleared."""
+
+    # --- open connections ------------------------------------------------------------------
+    # What the connection limits count (casella.limits.connections): open connections per key
+    # (`ip:<addr>`, `imap-user-ip:<address> <addr>`), each held by an owner, one per server
+    # process: "<node>/<worker>". The counts are shared by every worker and every node (DESIGN:
+    # counters that limits depend on live where all of them see them) and need not survive a
+    # restart: a backend keeps them without an fsync (sqlite: a table in shared memory, mapped
+    # from a file by every process of the machine; postgres: an UNLOGGED table), and
+    # `open(repair=True)` may start a machine-local backend's from zero. Each call is on the
+    # path of every connect, login, logout and disconnect: a backend keeps it to microseconds.
+    # The server forgets a node's counts when the node starts and a worker's when the worker
+    # is replaced, so a crash never leaves connections counted that are gone.
+
+    @abc.abstractmethod
+    async def connections_acquire(self, owner: str,
+                                  keys: Sequence[tuple[str, int]]) -> str | None:
+        """Count one more open connection against each (key, limit), held by `owner`, if every
+        key's count over all owners is below its limit; else count nothing and return the
+        first key that is at its limit. Atomic against every other caller, on every node."""
+
+    @abc.abstractmethod
+    async def connections_release(self, owner: str, keys: Sequence[str]) -> None:
+        """One connection fewer against each key, of those `owner` holds (never below zero)."""
+
+    @abc.abstractmethod
+    async def connections_count(self, keys: Sequence[str]) -> dict[str, int]:
+        """The open connections counted per key over all owners (a key with none is absent)."""
+
+    @abc.abstractmethod
+    async def connections_forget(self, owner: str) -> int:
+        """Drop every count held by `owner` and by the owners under it (`owner/...`): the
+        counts of a worker that died, forgotten by its replacement before it serves, or of a
+        whole node starting up. Returns how many connections were dropped."""
 
     # --- outbound queue --------------------------------------------------------------------
 

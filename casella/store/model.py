@@ -27,6 +27,10 @@ _FLAG_BY_LOWER: dict[str, str] = {f.lower(): f for f in SYSTEM_FLAGS}
 SPECIAL_USES: tuple[str, ...] = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
                                  "\\Sent", "\\Trash")
 
+# What POP3 DELE does at QUIT (`[pop3] delete`, or an account's own choice).
+POP3_DELETE_POLICIES: tuple[str, ...] = ("expunge", "move-to-trash", "hide")
+POP3_MAX_EXPIRE_DAYS = 36500
+
 # Mailboxes every new account gets (name, special-use).
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("INBOX", None),
@@ -92,6 +96,9 @@ class Account:
     messages_per_hour: int | None = None
     defers_failures_per_hour: int | None = None
     defers_failures_percent: int | None = None
+    # The account's own POP3 policy; None: `[pop3] delete` / `expire_days` of the config.
+    pop3_delete: str | None = None
+    pop3_expire_days: int | None = None
 
     @property
     def has_quota(self) -> bool:

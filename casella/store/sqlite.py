@@ -4,8 +4,9 @@ table blob_bodies) plus the file blob store for the bigger ones.
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
-(threads, group commit, repair).
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_live (the
+open-connection counts, in a table every process maps: livecounts), on sqlite_base (threads,
+group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
 delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
@@ -26,13 +27,14 @@ from casella.store.sqlite_base import _LIGHT_DELIVERY_RECIPIENTS, _Txn
 from casella.store.sqlite_directory import DirectoryOps
 from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
+from casella.store.sqlite_live import LiveOps
 from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_queue import QueueOps
 from casella.store.sqlite_reads import ReadOps
 
 
 class SQLiteStore(DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps, ImapExtOps,
-                  Store):
+                  LiveOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -84,7 +84,8 @@ _MAILBOX_COLS = ("id, account_id, name, uidvalidity, uidnext, highestmodseq, spe
                  "selectable, messages, unseen, deleted, size, first_recent_uid, created")
 _ACCOUNT_COLS = ("id, address, domain_id, password_hash, quota_bytes, quota_messages, "
                  "used_bytes, used_messages, created, sending_held, messages_per_hour, "
-                 "defers_failures_per_hour, defers_failures_percent")
+                 "defers_failures_per_hour, defers_failures_percent, pop3_delete, "
+                 "pop3_expire_days")
 _DOMAIN_COLS = ("id, name, created, messages_per_hour, defers_failures_per_hour, "
                 "defers_failures_percent")
 _META_COLS = "uid, modseq, flags, keywords, internaldate, size, blob_id, savedate"
@@ -101,7 +102,7 @@ def _mailbox(row: Sequence[Any]) -> Mailbox:
 
 def _account(row: Sequence[Any]) -> Account:
     return Account(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                   bool(row[9]), row[10], row[11], row[12])
+                   bool(row[9]), row[10], row[11], row[12], row[13], row[14])
 
 
 def _domain(row: Sequence[Any]) -> Domain:
@@ -223,6 +224,20 @@ class _LoopHandoff:
 
 
 _SQLITE_FULL = 13
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+# SQLite's busy handler (busy_timeout) waits for most locks; some it cannot wait for and
+# answers SQLITE_BUSY at once (another process recovering the WAL or closing the last
+# connection, a snapshot gone stale). Such a statement is tried again, in growing sleeps,
+# for up to this long before the caller gets a StorageError.
+_BUSY_RETRY_SECONDS = 10.0
+_BUSY_TIMEOUT_MS = 30000
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, with any extended code (BUSY_RECOVERY, BUSY_SNAPSHOT)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
 _BLOB_COLUMNS = ("digest", "size", "refcount", "header", "envelope", "bodystructure", "body",
                  "parts", "preview", *sqlite_schema.SEARCH_COLUMNS)
 _INSERT_BLOB = (f"INSERT INTO blobs ({', '.join(_BLOB_COLUMNS)}) "
@@ -253,14 +268,43 @@ class SQLiteBase:
         self._reader_lock = threading.Lock()
         self._opened = False
         self.loop_handoff_timeout = _LOOP_HANDOFF_TIMEOUT
+        self.busy_timeout_ms = _BUSY_TIMEOUT_MS
+        self.busy_retry_seconds = _BUSY_RETRY_SECONDS
 
     # --- plumbing --------------------------------------------------------------------------
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False,
-                               timeout=30.0)
-        sqlite_schema.configure(conn, writer)
+                               timeout=self.busy_timeout_ms / 1000)
+        sqlite_schema.configure(conn, writer, self.busy_timeout_ms)
         return conn
+
+    def _retry_busy(self, conn: sqlite3.Connection, call: Callable[[], T], verb: str) -> T:
+        """`call()` (statements on `conn`), tried again while the database is busy, for up to
+        busy_retry_seconds; any other database error, or busy for longer, is a StorageError.
+        Whatever a failed try left open is rolled back first, so a try starts clean."""
+        deadline: float | None = None
+        delay = 0.002
+        while True:
+            try:
+                return call()
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if not _is_busy(exc):
+                    raise _storage_error(exc, verb) from exc
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.busy_retry_seconds
+                    log.warning("the database is busy (%s); trying again for up to %.0f s",
+                                exc, self.busy_retry_seconds)
+                if now >= deadline:
+                    raise _storage_error(exc, verb) from exc
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.1)
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -274,10 +318,7 @@ class SQLiteBase:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             conn = self._reader()
-            try:
-                return fn(conn)
-            except sqlite3.Error as exc:
-                raise _storage_error(exc, "read") from exc
+            return self._retry_busy(conn, lambda: fn(conn), "read")
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -380,9 +421,8 @@ class SQLiteBase:
     def _run_batch_txn(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None, list[tuple[int, int, int]]]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            err = _storage_error(exc, "written")
+            self._retry_busy(conn, lambda: conn.execute("BEGIN IMMEDIATE"), "written")
+        except StorageError as err:
             for job in batch:
                 self._resolve(job, None, err, [])
             return

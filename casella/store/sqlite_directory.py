@@ -26,6 +26,8 @@ from casella.mail.addresses import (
 )
 from casella.store.model import (
     DEFAULT_MAILBOXES,
+    POP3_DELETE_POLICIES,
+    POP3_MAX_EXPIRE_DAYS,
     Account,
     Alias,
     Domain,
@@ -170,6 +172,19 @@ class DirectoryOps(SQLiteBase):
             address, "UPDATE accounts SET quota_bytes = ?, "
                      "quota_messages = coalesce(?, quota_messages)",
             (quota_bytes, quota_messages))
+
+    async def set_pop3_policy(self, address: str, delete: str | None,
+                              expire_days: int | None) -> None:
+        if delete is not None and delete not in POP3_DELETE_POLICIES:
+            raise UserError(f"POP3 delete policy {delete!r}: expected "
+                            + ", ".join(POP3_DELETE_POLICIES))
+        if expire_days is not None and (isinstance(expire_days, bool) or not isinstance(
+                expire_days, int) or not 0 <= expire_days <= POP3_MAX_EXPIRE_DAYS):
+            raise UserError(f"POP3 expiry {expire_days!r}: expected 0 to "
+                            f"{POP3_MAX_EXPIRE_DAYS} days")
+        await self._update_account(
+            address, "UPDATE accounts SET pop3_delete = ?, pop3_expire_days = ?",
+            (delete, expire_days))
 
     async def remove_account(self, address: str) -> None:
         addr = normalize_address(address)

@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Collection, Sequence
 
-from casella.errors import StorageError
+from casella.errors import BodyGone, StorageError
 from casella.mail.text import SEARCH_FIELDS
 from casella.store.base import UidRanges
 from casella.store.model import MessageMeta, MessageStatic, split_flags
@@ -101,7 +101,10 @@ class ReadOps(SQLiteBase):
             for digest, offset, length in pieces:
                 data = inline.get(digest)
                 if data is None:
-                    out.append(_read_file_piece(root, digest, offset, length, exact=True))
+                    try:
+                        out.append(_read_file_piece(root, digest, offset, length, exact=True))
+                    except _NoFile:
+                        out.append(_read_piece(conn, root, digest, offset, length, exact=True))
                     continue
                 piece = data[offset:offset + length]
                 if len(piece) < length:
@@ -130,28 +133,47 @@ _INLINE_REST = ("SELECT substr(d.data, ?) FROM blobs b JOIN blob_bodies d "
                 "ON d.blob_id = b.id WHERE b.digest = ?")
 
 
+class _NoFile(Exception):
+    """The body's file is not there (see _read_piece for what that means)."""
+
+
 def _read_piece(conn: sqlite3.Connection, root: str, digest: str, offset: int,
-                length: int) -> bytes:
+                length: int, exact: bool = False) -> bytes:
     """Up to `length` bytes (-1: all the rest) of a body from `offset`: from blob_bodies when
-    it is stored inline, else from its file."""
-    if length < 0:
-        row = conn.execute(_INLINE_REST, (offset + 1, digest)).fetchone()
-    else:
-        row = conn.execute(_INLINE_PIECE, (offset + 1, length, digest)).fetchone()
-    if row is not None:
-        return row[0] or b""     # substr() of an empty blob is NULL
-    return _read_file_piece(root, digest, offset, length, exact=False)
+    it is stored inline, else from its file. Neither being there means the body was collected
+    after the caller read the metadata of a message holding it (BodyGone), unless a message
+    still holds it: then the lookup runs once more (the same content may have been stored
+    again meanwhile, its file published before its row committed), and a body still missing
+    is a broken store (StorageError)."""
+    for _ in range(2):
+        if length < 0:
+            row = conn.execute(_INLINE_REST, (offset + 1, digest)).fetchone()
+        else:
+            row = conn.execute(_INLINE_PIECE, (offset + 1, length, digest)).fetchone()
+        if row is not None:
+            data = row[0] or b""     # substr() of an empty blob is NULL
+            if exact and len(data) < length:
+                raise StorageError("a stored message is shorter than recorded")
+            return data
+        try:
+            return _read_file_piece(root, digest, offset, length, exact)
+        except _NoFile:
+            pass
+        held = conn.execute("SELECT refcount FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if held is None or held[0] <= 0:
+            raise BodyGone("the message was expunged meanwhile; its body is no longer stored")
+    raise StorageError("a stored message is missing from the blob store")
 
 
 def _read_file_piece(root: str, digest: str, offset: int, length: int, exact: bool) -> bytes:
     """A piece of a body kept as a file, by plain string path (blobs.py:
     root/<2 hex>/<digest>) and pread: many small reads in a row are dominated by pathlib
     otherwise. With `exact` a piece shorter than asked is an error: its length is already on
-    the wire as a literal's."""
+    the wire as a literal's. _NoFile when there is no such file."""
     try:
         fd = os.open(f"{root}/{digest[:2]}/{digest}", os.O_RDONLY)
     except FileNotFoundError:
-        raise StorageError("a stored message is missing from the blob store") from None
+        raise _NoFile() from None
     except OSError as exc:
         raise StorageError(f"could not read the message: {exc.strerror or exc}") from exc
     try:

@@ -2,8 +2,8 @@
 
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
 (with the steps that must compute data: filling version 5's search columns from the stored
-headers, and again at version 7; version 6 adds the table of small message bodies), and the
-connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
+headers, and again at version 7; version 6 adds the table of small message bodies, version 8 an
+account's own POP3 policy), and the connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
 operations live in casella.store.sqlite.
 """
 
@@ -243,9 +243,16 @@ CREATE TABLE blob_bodies (
 # works the search columns of every stored blob out again.
 SCHEMA_V7 = "-- refill the search columns"
 
+# Version 8 (issue 18): an account's own POP3 policy, chosen on the customer page; NULL means
+# the config's `[pop3] delete` / `expire_days`.
+SCHEMA_V8 = """
+ALTER TABLE accounts ADD COLUMN pop3_delete TEXT;
+ALTER TABLE accounts ADD COLUMN pop3_expire_days INTEGER
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7]
+                         SCHEMA_V7, SCHEMA_V8]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)
@@ -267,11 +274,11 @@ def _fill_search_columns(conn: sqlite3.Connection, batch: int = 1000) -> None:
         last = rows[-1][0]
 
 
-def configure(conn: sqlite3.Connection, writer: bool) -> None:
+def configure(conn: sqlite3.Connection, writer: bool, busy_timeout_ms: int = 30000) -> None:
     """Connection settings. synchronous=FULL: a commit is on disk when COMMIT returns."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-65536")

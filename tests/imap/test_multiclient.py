@@ -169,9 +169,11 @@ def test_recent_belongs_to_one_session(srv) -> None:
     second.close()
 
 
-def test_idle_pushes_within_a_second(srv) -> None:
-    """An IDLE client receives EXISTS within a second of an APPEND from another session, then
-    FETCH (FLAGS) and EXPUNGE as they happen; DONE ends it."""
+def test_idle_pushes_within_seconds(srv) -> None:
+    """An IDLE client receives EXISTS within seconds of an APPEND from another session
+    (PROMISES X2; the push itself takes milliseconds, the bound leaves room for a slow fsync
+    of the APPEND on a loaded machine), then FETCH (FLAGS) and EXPUNGE as they happen; DONE
+    ends it."""
     acct = new_user(srv)
     idler = imapclient_login(srv, acct)
     idler.select_folder("INBOX")
@@ -181,7 +183,7 @@ def test_idle_pushes_within_a_second(srv) -> None:
     writer.append("INBOX", message("pushed"))
     got = idler.idle_check(timeout=5)
     elapsed = time.monotonic() - started
-    assert (1, b"EXISTS") in got and elapsed < 1.0, (got, elapsed)
+    assert (1, b"EXISTS") in got and elapsed < 3.0, (got, elapsed)
     writer.select_folder("INBOX")
     writer.add_flags([1], [b"\\Flagged"])
     got = idler.idle_check(timeout=5)

@@ -200,7 +200,8 @@ def test_poplib_capa_pre_and_post_tls(tls_only: Any) -> None:
     for name in ("TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE",
                  "IMPLEMENTATION"):
         assert name in caps
-    assert caps["EXPIRE"] == ["NEVER"]
+    # RFC 2449 §6.7: "USER" before login, since an account may choose its own expiry.
+    assert caps["EXPIRE"] == ["NEVER", "USER"]
     c.stls(tls_only.ssl_context())
     caps = c.capa()
     assert "STLS" not in caps and "USER" in caps and caps["SASL"] == ["PLAIN", "LOGIN"]
@@ -423,7 +424,37 @@ def test_expire_capability(make_server: Callable[..., Any]) -> None:
     """RFC 2449 §6.7: EXPIRE n when pop3.expire_days is set."""
     srv = make_server(auth={"allow_plaintext_without_tls": True}, pop3={"expire_days": 30})
     c = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
-    assert c.capa()["EXPIRE"] == ["30"]
+    assert c.capa()["EXPIRE"] == ["30", "USER"]
+
+
+def test_account_policy_overrides_the_config(make_server: Callable[..., Any]) -> None:
+    """Issue 18: an account's own POP3 policy (customer page) beats `[pop3] delete` and
+    `expire_days`; after login CAPA lists the account's own EXPIRE (RFC 2449 §6.7)."""
+    import imaplib
+
+    srv = make_server(auth={"allow_plaintext_without_tls": True}, pop3={"expire_days": 30})
+    srv.add_user("own@example.test", "secret")
+    srv.run(srv.store.set_pop3_policy("own@example.test", "hide", 0))
+    for n in (1, 2):
+        c = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+        c.login("own@example.test", "secret")
+        c.append("INBOX", None, None, b"Subject: m%d\r\n\r\nbody\r\n" % n)
+        c.logout()
+    p = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
+    p.user("own@example.test")
+    p.pass_("secret")
+    assert p.capa()["EXPIRE"] == ["NEVER"]
+    p.dele(1)
+    p.quit()
+    p = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
+    p.user("own@example.test")
+    p.pass_("secret")
+    assert p.stat()[0] == 1          # hidden from POP3 ...
+    p.quit()
+    c = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+    c.login("own@example.test", "secret")
+    assert c.select("INBOX")[1] == [b"2"]   # ... but kept for IMAP
+    c.logout()
 
 
 def test_refuse_line(plain: Any) -> None:

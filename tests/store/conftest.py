@@ -18,7 +18,7 @@ def _backends() -> list[str]:
     return [b.strip() for b in names.split(",") if b.strip()]
 
 
-async def open_store(backend: str, data_dir: Path) -> Store:
+async def open_store(backend: str, data_dir: Path, repair: bool = True) -> Store:
     from casella.store.blobs import BlobStore
     from casella.store.sqlite import SQLiteStore
 
@@ -28,7 +28,7 @@ async def open_store(backend: str, data_dir: Path) -> Store:
         store = SQLiteStore(data_dir, blobs=BlobStore(data_dir / "blobs", inline_max=-1))
     else:
         raise ValueError(f"unknown backend {backend}")
-    await store.open()
+    await store.open(repair=repair)
     return store
 
 

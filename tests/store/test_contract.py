@@ -10,6 +10,7 @@ import pytest
 
 from casella.errors import (
     AlreadyExists,
+    BodyGone,
     InvalidName,
     MailboxExists,
     MailboxNotAllowed,
@@ -475,6 +476,36 @@ async def test_deliver_stores_body_once_and_refcounts(store: Store) -> None:
             break
         await asyncio.sleep(0.05)
     assert await store.stored_bodies() == []
+
+
+async def test_read_of_a_body_collected_meanwhile_is_body_gone(store: Store) -> None:
+    """A body read after every message holding it was removed and the body collected (another
+    session expunged the message after this one read its metadata) raises BodyGone, which
+    protocols answer as an expunge (RFC 2180 §4.1), never as an unavailable store; a body
+    still held is read as usual."""
+    acct = await account(store)
+    box = await inbox(store, acct.id)
+    big = message(1, body="x" * 100_000)        # a file in every backend that has files
+    await append(store, box.id, message(2), big, message(3))
+    metas = await store.fetch_meta(box.id, [(1, 3)])
+    statics = await store.fetch_static([m.blob_id for m in metas])
+    digests = [statics[m.blob_id].digest for m in metas]
+    await store.remove_messages(box.id, [(1, 2)])
+    await store.add_domain("flush.test")  # one more write runs the collector's turn
+    for _ in range(100):
+        if len(await store.stored_bodies()) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.stored_bodies() == [digests[2]]
+    for digest in digests[:2]:
+        with pytest.raises(BodyGone):
+            await store.read_blob(digest)
+        with pytest.raises(BodyGone):
+            await store.read_blob(digest, 10, 20)
+        with pytest.raises(BodyGone):
+            await store.read_blobs([(digests[2], 0, 5), (digest, 0, 5)])
+    assert await store.read_blob(digests[2]) == message(3)
+    assert await store.read_blobs([(digests[2], 0, 5)]) == [message(3)[:5]]
 
 
 async def test_same_body_appended_twice_shares_the_blob(store: Store) -> None:

@@ -37,6 +37,9 @@ async def noop(s: Session, tag: str, cmd: c.Noop) -> Done:
 async def logout(s: Session, tag: str, cmd: c.Logout) -> Done:
     s.write(r.status("*", "BYE", "Logging out"))
     s.ending = True
+    # The user+IP slot is free by the time the client reads the OK: a client that logs out
+    # and at once logs in again is never refused for its own old session.
+    await s.release_connection_slot()
     return Done("LOGOUT completed")
 
 
@@ -75,7 +78,7 @@ async def _finish_login(s: Session, tag: str, username: str, password: str,
             raise Bye("Too many failed logins")
         raise No("Authentication failed", "AUTHENTICATIONFAILED")
     # Issue 7: at most imap.max_connections_per_user_ip sessions of one user from one address.
-    s.take_connection_slot(account.address)
+    await s.take_connection_slot(account.address)
     s.logged_in(account)
     return Done("Logged in", "CAPABILITY " + " ".join(s.capability_list()))
 

@@ -82,10 +82,11 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge) -> Done:
 
 
 async def store(s: Session, tag: str, cmd: c.Store) -> Done:
-    """RFC 9051 §6.4.6. FETCH responses for every message addressed (unless .SILENT); none of
-    them an EXPUNGE (X1). With UNCHANGEDSINCE (RFC 7162 §3.1.3) messages changed since are left
-    alone and named in `OK [MODIFIED set]`; with CONDSTORE on, each FETCH carries UID and
-    MODSEQ, and .SILENT still reports the new MODSEQ of the messages that changed."""
+    """RFC 9051 §6.4.6. FETCH responses for every message addressed that still exists (unless
+    .SILENT); none of them an EXPUNGE (X1). With UNCHANGEDSINCE (RFC 7162 §3.1.3) messages
+    changed since are left alone and named in `OK [MODIFIED set]`; with CONDSTORE on, each
+    FETCH carries UID and MODSEQ, and .SILENT still reports the new MODSEQ of the messages
+    that changed."""
     view = _view(s)
     _writable(view)
     if cmd.unchangedsince is not None:
@@ -147,8 +148,11 @@ async def _check_store_keywords(s: Session, view: SelectedView, cmd: c.Store,
 
 def _store_done(cmd: c.Store, some_gone: bool) -> Done:
     if some_gone and not cmd.uid:
-        # RFC 2180 §4.2.1: some messages were expunged by another session meanwhile.
-        raise No("Some of the messages no longer exist", "EXPUNGEISSUED")
+        # Some messages were expunged by another session meanwhile: the others' flags changed
+        # and only they got FETCH responses. OK, as RFC 2180 §4.2.1 asks for .SILENT and as
+        # Dovecot answers either way (§4.2.2/§4.2.3 allow NO, which clients take for a
+        # failure of the whole STORE); EXPUNGEISSUED (RFC 5530 §3) tells the client to NOOP.
+        return Done("STORE completed; some of the messages no longer exist", "EXPUNGEISSUED")
     return Done("STORE completed")
 
 
