@@ -221,6 +221,22 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class SpamConfig:
+    """Spam filtering with Rspamd (issue 20, casella.delivery.spam)."""
+    rspamd: str = ""                        # the normal worker's URL; "" = no spam check
+    timeout: float = 15.0                   # seconds for one check: connect, send, answer
+    connect_timeout: float = 5.0            # seconds to connect (within `timeout`)
+    on_error: str = "accept"                # Rspamd down, slow or talking garbage: or tempfail
+    check_submission: bool = False          # scan what our own users send too
+    max_size: int = 50 * 1024**2            # bigger messages are not scanned (Rspamd's own)
+    max_reply_size: int = 1024**2           # a longer answer is garbage
+    controller: str = ""                    # the controller worker's URL; "" = no learning
+    controller_password: str = ""
+    learn_concurrency: int = 2              # learn requests in flight per process
+    learn_backlog: int = 1000               # messages waiting to be learnt; more are skipped
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes
     shutdown_grace_seconds: float = 5.0
@@ -253,6 +269,7 @@ class Config:
     managesieve: ManageSieveConfig = ManageSieveConfig()
     srs: SrsConfig = SrsConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
+    spam: SpamConfig = SpamConfig()
     source: Path | None = None
 
     @property
@@ -347,7 +364,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
                 "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http",
-                "sieve", "managesieve", "srs", "forwarding"}
+                "sieve", "managesieve", "srs", "forwarding", "spam"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -497,7 +514,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
                   store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
                   http=_http_config(_section(raw, "http")), sieve=sieve,
-                  managesieve=managesieve, srs=srs, forwarding=forwarding, source=source)
+                  managesieve=managesieve, srs=srs, forwarding=forwarding,
+                  spam=_spam_config(_section(raw, "spam")), source=source)
 
 
 def _http_config(table: Mapping[str, object]) -> HttpConfig:
@@ -567,6 +585,60 @@ def _quota_config(table: Mapping[str, object]) -> QuotaConfig:
     if "\n" in values["warning_subject"] or "\r" in values["warning_subject"]:
         raise ConfigError("quota.warning_subject: must be one line")
     return QuotaConfig(**values)
+
+
+def _http_url(key: str, value: object) -> str:
+    """"" (off) or an http(s) URL naming a host: the base the endpoint paths are added to."""
+    from urllib.parse import urlsplit
+
+    v = _expect(key, value, str, "an http:// URL or \"\"")
+    if not v:
+        return v
+    try:
+        parts = urlsplit(v)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{key} = {v!r}: expected an http:// URL such as "
+                          "http://127.0.0.1:11333") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
+            parts.fragment or parts.username or port == 0 or any(c in v for c in " \r\n\t"):
+        raise ConfigError(f"{key} = {v!r}: expected an http:// URL such as "
+                          "http://127.0.0.1:11333")
+    return v.rstrip("/")
+
+
+def _spam_config(table: Mapping[str, object]) -> SpamConfig:
+    _check_keys("spam", table, _field_names(SpamConfig))
+    d = SpamConfig()
+
+    def get(name: str) -> object:
+        return table.get(name, getattr(d, name))
+
+    on_error = _expect("spam.on_error", get("on_error"), str, "accept or tempfail")
+    if on_error not in ("accept", "tempfail"):
+        raise ConfigError(f"spam.on_error = {on_error!r}: expected accept or tempfail")
+    timeout = _seconds("spam.timeout", get("timeout"), 600.0)
+    connect_timeout = _seconds("spam.connect_timeout", get("connect_timeout"), 600.0)
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if value <= 0:
+            raise ConfigError(f"spam.{name} = {get(name)!r}: expected more than 0 seconds")
+    max_reply_size = _size("spam.max_reply_size", get("max_reply_size"))
+    if max_reply_size < 1024:
+        raise ConfigError(f"spam.max_reply_size = {get('max_reply_size')!r}: expected at "
+                          "least 1K")
+    return SpamConfig(
+        rspamd=_http_url("spam.rspamd", get("rspamd")),
+        timeout=timeout, connect_timeout=connect_timeout, on_error=on_error,
+        check_submission=_expect("spam.check_submission", get("check_submission"), bool,
+                                 "true or false"),
+        max_size=_size("spam.max_size", get("max_size")),
+        max_reply_size=max_reply_size,
+        controller=_http_url("spam.controller", get("controller")),
+        controller_password=_expect("spam.controller_password", get("controller_password"),
+                                    str, "a string"),
+        learn_concurrency=_int("spam.learn_concurrency", get("learn_concurrency"), 1, 100),
+        learn_backlog=_int("spam.learn_backlog", get("learn_backlog"), 0, 1_000_000),
+    )
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)

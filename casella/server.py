@@ -133,6 +133,10 @@ class Server:
             log.error("connection counts not reset: %s", exc)
         self.app = App(config=config, store=store, auth=Authenticator(store, config),
                        tls_context=tls, connections=counter, bound=self.bound)
+        if config.spam.rspamd or config.spam.controller:
+            from casella.delivery.spam import SpamFilter
+
+            self.app.spam = SpamFilter(config.spam)
         self.listeners = ListenerGroup(
             tls_context=tls,
             limits=ConnectionLimits(max_total=config.limits.max_connections,
@@ -166,6 +170,8 @@ class Server:
         self.background.clear()
         if self.listeners is not None:
             await self.listeners.stop(self.config.server.shutdown_grace_seconds)
+        if self.app is not None and self.app.spam is not None:
+            await self.app.spam.close()       # pending learning reads the store: first
         for service in reversed(self._opened):
             await service.close()
         self._opened.clear()

@@ -4,11 +4,12 @@ Lives here: the effective limits of an account (`effective_limits`: its own sett
 domain's, the lower wins; the config default when neither is set), its usage in the rolling
 one-hour window (`usage_from_events`), the refusal texts in the shape hosting customers know from
 cPanel/Exim, the RCPT-time check the submission session calls (`check_send_limits`), the guard
-the queue runner updates after delivery attempts (`update_guard`), the plain-language notice an
-account receives when the guard trips (`guard_notice`), and what the customer's page shows
-(`sending_status`). Asks the store for facts (send events, settings); the store never asks this
-module. Must never: import a protocol module, or discard mail: every refusal here is temporary
-(450), so the message stays in the customer's outbox.
+the queue runner updates after delivery attempts (`update_guard`), a submission refused as spam
+counted as failures (`record_refused`), the plain-language notice an account receives when the
+guard trips (`guard_notice`), and what the customer's page shows (`sending_status`). Asks the
+store for facts (send events, settings); the store never asks this module. Must never: import
+a protocol module, or discard mail: every refusal here is temporary (450), so the message stays
+in the customer's outbox.
 
 Definitions (all over the last WINDOW seconds, `at > now - WINDOW`):
 - submitted: recipients the account handed to the outbound queue (one "submitted" send event
@@ -230,6 +231,20 @@ async def update_guard(store: Store, defaults: LimitsConfig, account: Account,
     if previous is not None and previous > now:
         return None
     return GuardTrip(usage, limits, resumes)
+
+
+async def record_refused(store: Store, defaults: LimitsConfig, account: Account,
+                         recipients: Sequence[str], now: float | None = None
+                         ) -> GuardTrip | None:
+    """A message the account submitted was refused for what it is (issue 20: Rspamd said
+    reject, the mark of a compromised account): one "failed" event per recipient, as if each
+    delivery had failed, then the guard as after queue attempts (a GuardTrip when this made
+    it start blocking)."""
+    now = time.time() if now is None else now
+    await store.add_send_events(account.id, [SendEvent(int(now), EV_FAILED, 1, r[:320])
+                                             for r in recipients] or
+                                [SendEvent(int(now), EV_FAILED, 1, "")])
+    return await update_guard(store, defaults, account, now)
 
 
 def _when(ts: int) -> str:

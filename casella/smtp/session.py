@@ -4,7 +4,8 @@ Lives here: `Session` (greeting, EHLO/HELO, STARTTLS with the RFC 3207 reset, AU
 over casella.auth, the MAIL/RCPT/DATA/BDAT transaction with PIPELINING reply batching, and the
 `[smtp]` limits: line length, recipients, message size, authentication failures, protocol
 errors, commands without progress, the idle time per command, a deadline per command line
-against slow-drip clients and a total time bound on one message's data).
+against slow-drip clients and a total time bound on one message's data), and the checks at the
+end of data (SPF/DKIM/DMARC from casella.smtp.authcheck, Rspamd from casella.smtp.spamcheck).
 Policy (who may send or receive) is asked of casella.smtp.policy; storing is done by
 casella.smtp.delivery. Must never: reply 250 to the end of data before the store call returned,
 read pipelined plaintext after STARTTLS, log a password or message content.
@@ -30,11 +31,10 @@ from casella.net.streams import (
     ReadTimeout,
     ServerShutdown,
 )
-from casella.smtp import proto
+from casella.smtp import proto, spamcheck
 from casella.smtp.authcheck import (
     REJECT,
     InboundVerdict,
-    add_header,
     check_inbound,
     insert_header,
     read_staged,
@@ -617,40 +617,43 @@ class Session:
             if refusal is not None:
                 sink.abort()
                 return refusal
-        inbound = self.role is Role.MX and sink.local is not None and \
-            self.app.config.inbound.checks
-        verdict: InboundVerdict | None = None
-        data = sink.local_data() if inbound else None
+        mx = self.role is Role.MX and sink.local is not None
+        inbound = mx and self.app.config.inbound.checks
+        spam = self.app.spam
+        scan = spam is not None and spam.wants(size, self.role is Role.SUBMISSION)
+        junk = False
+        data = sink.local_data() if mx and (inbound or scan) else None
         if data is not None:
-            # Issue 6 §5: SPF, DKIM and DMARC on what arrives from the internet, checked while
-            # the message is still in memory, so it is written to disk once, with its header.
-            verdict = await self._check_inbound(env, data)
-            if verdict.action == REJECT:
+            # Issue 6 §5 and issue 20: SPF, DKIM, DMARC and Rspamd on what arrives, checked
+            # while the message is still in memory, so it is written to disk once, marked.
+            refusal, marked, junk = await self._check_message(env, data, inbound, scan)
+            if refusal is not None:
                 sink.abort()
-                return proto.reply(verdict.reply_code, verdict.reply_status,
-                                   verdict.reply_text)
-            local, queued = await sink.finish(insert_header(data, verdict.header))
+                return refusal
+            local, queued = await sink.finish(marked)
         else:
             local, queued = await sink.finish()
-            if inbound and local is not None:
-                # Too big to have been kept in memory: read back from its temporary file.
-                data = await read_staged(local)
-                verdict = await self._check_inbound(env, data)
-                if verdict.action == REJECT:
+            staged = local if local is not None else queued
+            if (inbound or scan) and staged is not None:
+                # Too big to have been kept in memory (or a submission): read back.
+                data = await read_staged(staged)
+                refusal, marked, junk = await self._check_message(env, data, inbound, scan)
+                if refusal is not None:
                     for blob in (local, queued):
                         if blob is not None:
                             blob.discard()
-                    return proto.reply(verdict.reply_code, verdict.reply_status,
-                                       verdict.reply_text)
-                checked = await add_header(self.app.store, local, verdict.header, data)
-                local.discard()
-                local = checked
-        if verdict is not None:
-            if verdict.mailbox != "INBOX":
-                for r in env.recipients:
-                    r.resolution.local = [LocalTarget(t.account, verdict.mailbox)
-                                          for t in r.resolution.local]
+                    return refusal
+                if mx and local is not None and marked is not data:
+                    checked = await self.app.store.blobs.stage(marked, publish_early=True)
+                    local.discard()
+                    local = checked
         try:
+            if junk:
+                for r in env.recipients:
+                    r.resolution.local = [
+                        LocalTarget(t.account, await spamcheck.junk_mailbox(self.app.store,
+                                                                     t.account.id))
+                        for t in r.resolution.local]
             result = await commit(self.app.store, self.hostname, env, local, queued, sink,
                                   self.conn.describe(),
                                   filtering_for(self.app.store, self.app.config))
@@ -661,6 +664,41 @@ class Session:
             for blob in (local, queued):
                 if blob is not None:
                     blob.discard()
+
+    async def _check_message(self, env: Envelope, data: bytes, inbound: bool, scan: bool
+                             ) -> tuple[Reply | None, bytes, bool]:
+        """The checks at the end of data: (a refusal, or None; the message as it is to be
+        stored; whether it goes to Junk). DMARC first: a message it rejects is not scanned."""
+        header = b""
+        junk = False
+        if inbound:
+            verdict = await self._check_inbound(env, data)
+            if verdict.action == REJECT:
+                return proto.reply(verdict.reply_code, verdict.reply_status,
+                                   verdict.reply_text), data, False
+            header = verdict.header
+            junk = verdict.mailbox != "INBOX"
+        if scan:
+            assert self.app.spam is not None
+            submission = self.role is Role.SUBMISSION
+            spam = await spamcheck.scan(self.app.spam, env, data, submission)
+            self._note += f" spam={spam.summary}"
+            if spam.reply is not None:
+                if submission and spam.outcome == spamcheck.REFUSE:
+                    try:
+                        await spamcheck.count_refused(self.app.store, self.app.config.limits,
+                                                      self.hostname, env, spam,
+                                                      self.conn.describe())
+                    except StorageError as exc:
+                        # The refusal stands; only its bookkeeping is lost.
+                        log.error("could not count refused message %s against %s: %s",
+                                  env.id, env.account.address if env.account else "?", exc,
+                                  extra=self.conn.describe())
+                return proto.reply(*spam.reply), data, False
+            if not submission:
+                data = spamcheck.mark_message(data, spam)
+                junk = junk or spam.outcome == spamcheck.TO_JUNK
+        return None, insert_header(data, header) if header else data, junk
 
     async def _check_inbound(self, env: Envelope, data: bytes) -> InboundVerdict:
         verdict = await check_inbound(hostname=self.hostname, ip=self.conn.peer_ip,

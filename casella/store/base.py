@@ -500,6 +500,13 @@ class Store(abc.ABC):
         """The account's send events with at > since, oldest first."""
 
     @abc.abstractmethod
+    async def add_send_events(self, account_id: int, events: Sequence[SendEvent]) -> None:
+        """Record send events the queue does not write itself, in one transaction: e.g. a
+        "failed" event per recipient of a message refused at submission as spam (issue 20),
+        which then counts against the account's defers-and-failures guard. NotFound when the
+        account does not exist."""
+
+    @abc.abstractmethod
     async def reset_send_usage(self, account_ids: Sequence[int]) -> int:
         """Forget the send events and guard state of these accounts (admin reset)."""
 

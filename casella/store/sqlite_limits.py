@@ -2,7 +2,8 @@
 
 Lives here: per-account and per-domain limit settings, the timestamped send events the hourly
 limits count (written by `enqueue` and `queue_record` in sqlite_queue, read and pruned here),
-the admin hold on an account's sending, and the guard's "blocked until" per account. Must
+events recorded outside the queue (`add_send_events`: a submission refused as spam), the
+admin hold on an account's sending, and the guard's "blocked until" per account. Must
 never: decide whether a limit is reached (casella.limits.sendlimit does, from these facts).
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from casella.errors import InvalidName, NotFound, UserError
 from casella.mail.addresses import normalize_address, normalize_domain
-from casella.store.sending import LIMIT_KEYS, SendEvent
+from casella.store.sending import EVENT_KINDS, LIMIT_KEYS, SendEvent
 from casella.store.sqlite_base import SQLiteBase, _Txn
 
 
@@ -61,6 +62,21 @@ class LimitOps(SQLiteBase):
                 "SELECT at, kind, count, detail FROM send_events WHERE account_id = ? AND "
                 "at > ? ORDER BY at, id", (account_id, since))]
         return await self._read(q)
+
+    async def add_send_events(self, account_id: int, events: Sequence[SendEvent]) -> None:
+        rows = [(account_id, int(e.at), e.kind, int(e.count), e.detail[:1000]) for e in events]
+        for e in events:
+            if e.kind not in EVENT_KINDS or e.count < 0:
+                raise ValueError(f"not a send event: {e!r}")
+
+        def op(txn: _Txn) -> None:
+            if txn.cur.execute("SELECT 1 FROM accounts WHERE id = ?",
+                               (account_id,)).fetchone() is None:
+                raise NotFound(f"account {account_id} does not exist")
+            txn.cur.executemany("INSERT INTO send_events (account_id, at, kind, count, detail) "
+                                "VALUES (?, ?, ?, ?, ?)", rows)
+        if rows:
+            await self._write(op)
 
     async def reset_send_usage(self, account_ids: Sequence[int]) -> int:
         ids = list(account_ids)

@@ -223,3 +223,25 @@ async def test_events_window_reset_prune_and_guard(store: Store) -> None:
     await store.set_send_guard(aid, 30)
     await store.set_send_guard(aid, None)
     assert await store.get_send_guard(aid) is None
+
+
+async def test_add_send_events_counts_like_queue_events(store: Store) -> None:
+    """Issue 20: a submission refused as spam is recorded as "failed" events (one per
+    recipient) that the sending guard counts like the queue's own; all or nothing, and only
+    for an existing account."""
+    from casella.store.sending import SendEvent
+
+    aid = await setup(store)
+    await store.add_send_events(aid, [SendEvent(100, "failed", 1, "a@r.test"),
+                                      SendEvent(100, "failed", 1, "b@r.test")])
+    await store.add_send_events(aid, [])
+    events = await store.send_events(aid, 0)
+    assert [(e.at, e.kind, e.count, e.detail) for e in events] == [
+        (100, "failed", 1, "a@r.test"), (100, "failed", 1, "b@r.test")]
+    with pytest.raises(NotFound):
+        await store.add_send_events(aid + 1000, [SendEvent(100, "failed", 1, "c@r.test")])
+    with pytest.raises(ValueError):
+        await store.add_send_events(aid, [SendEvent(100, "failed", 1, "c@r.test"),
+                                          SendEvent(100, "bogus", 1, "d@r.test")])
+    assert len(await store.send_events(aid, 0)) == 2
+    assert await store.prune_send_events(100) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from casella.delivery.spam import train_after_copy
 from casella.imap import commands as c
 from casella.imap import responses as r
 from casella.imap import seqset
@@ -188,6 +189,8 @@ async def copy(s: Session, tag: str, cmd: c.Copy) -> Done:
         raise No("The messages no longer exist", "EXPUNGEISSUED")
     await _after_copy(s, dst.id, result)
     await _announce_copies_here(s, dst.id)
+    # Issue 20: into Junk trains Rspamd, in the background, after this command's OK.
+    train_after_copy(s.app.spam, s.store, s.account, view.mailbox_id, dst, result, moved=False)
     src_set = seqset.compress_ordered([p[0] for p in result.pairs]).decode()
     dst_set = seqset.compress_ordered([p[1] for p in result.pairs]).decode()
     return Done("COPY completed", f"COPYUID {result.uidvalidity} {src_set} {dst_set}")
@@ -216,4 +219,5 @@ async def move(s: Session, tag: str, cmd: c.Move) -> Done:
     s.write(r.status("*", "OK", "Moved", f"COPYUID {result.uidvalidity} {src_set} {dst_set}"))
     s.write(view.expunge_uids(result.expunged))
     await _announce_copies_here(s, dst.id)
+    train_after_copy(s.app.spam, s.store, s.account, view.mailbox_id, dst, result, moved=True)
     return Done("MOVE completed")
