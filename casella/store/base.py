@@ -20,6 +20,7 @@ from casella.store.changes import ChangeBus
 from casella.store.model import (
     Account,
     Alias,
+    ApiToken,
     AppendItem,
     AppendResult,
     Changes,
@@ -36,6 +37,7 @@ from casella.store.model import (
     QueueEntry,
     QueueRecipient,
     SelectSnapshot,
+    StoreStats,
 )
 
 from casella.store.sending import PendingNotice, RecipientResult, SendEvent
@@ -456,3 +458,29 @@ class Store(abc.ABC):
         quota) that the account's usage crossed upwards since the last call and still reaches,
         ascending. A crossing is recorded by the transaction that added the mail and is handed
         to exactly one caller, so concurrent deliveries never warn twice."""
+
+    # --- admin API tokens and metrics ------------------------------------------------------
+    # Issue 18 (casella/store/sqlite_admin.py): the tokens of the admin API (casella.auth.tokens
+    # makes and checks them) and the counts /metrics reads at each scrape.
+
+    @abc.abstractmethod
+    async def add_api_token(self, token_id: str, name: str, domain: str | None,
+                            secret_hash: str) -> ApiToken:
+        """Record a token. AlreadyExists when its name or id is taken; NotFound when `domain`
+        is given and not hosted; InvalidName for a bad domain."""
+
+    @abc.abstractmethod
+    async def get_api_token(self, token_id: str) -> ApiToken | None: ...
+
+    @abc.abstractmethod
+    async def list_api_tokens(self) -> list[ApiToken]:
+        """Every token, by name."""
+
+    @abc.abstractmethod
+    async def remove_api_token(self, name: str) -> None:
+        """Revoke the token with this name (or id). NotFound when there is none."""
+
+    @abc.abstractmethod
+    async def stats(self) -> StoreStats:
+        """Domains, accounts, accounts whose sending is held, and the outbound queue's size
+        and oldest waiting entry, from one consistent read."""

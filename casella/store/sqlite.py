@@ -4,7 +4,8 @@ table blob_bodies) plus the file blob store for the bigger ones.
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), on sqlite_base
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_admin (admin
+API tokens, counts for /metrics), on sqlite_base
 (threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
@@ -21,6 +22,7 @@ from typing import Sequence
 from casella.store.base import Store
 from casella.store.blobs import StagedBlob
 from casella.store.model import DeliveryOutcome, DeliveryTarget, QueueRecipient
+from casella.store.sqlite_admin import AdminOps
 from casella.store.sqlite_auth import AuthOps
 from casella.store.sqlite_base import _LIGHT_DELIVERY_RECIPIENTS, _Txn
 from casella.store.sqlite_directory import DirectoryOps
@@ -32,7 +34,7 @@ from casella.store.sqlite_reads import ReadOps
 
 
 class SQLiteStore(DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps, ImapExtOps,
-                  Store):
+                  AdminOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(
