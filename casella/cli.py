@@ -1,4 +1,5 @@
-"""The admin command line: `casella [--config FILE] serve | domain | user | alias | queue`.
+"""The admin command line: `casella [--config FILE] serve | domain | user | alias | queue`
+(and the commands of casella.cli_outbound and casella.cli_admin).
 
 Lives here: argument parsing, the exit-code rules of DESIGN.md (0 ok; 1 and one line on stderr
 for a user error; 2 for bad usage) and plain-text output for an admin. Every command goes
@@ -17,7 +18,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
-from casella import cli_outbound
+from casella import cli_admin, cli_outbound
 from casella.config import Config, format_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
@@ -318,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # queue, limits, dkim (issue 6)
     cli_outbound.add_parsers(sub, _Parser, _store_run)
+    # token (issue 18)
+    cli_admin.add_parsers(sub, _Parser, _store_run)
     return p
 
 

@@ -7,6 +7,7 @@ file other than the config file itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -192,6 +193,10 @@ class InboundConfig:
 MTA_STS_MODES = ("enforce", "testing", "none")
 
 
+# Issue 18: who may use /api and /metrics unless `[http] admin_from` says otherwise.
+_LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 @dataclass(frozen=True)
 class HttpConfig:
     """The web listeners (`http`, `https`: casella.http)."""
@@ -200,6 +205,8 @@ class HttpConfig:
     session_lifetime: int = 8 * 3600      # a customer stays logged in this long
     mta_sts_mode: str = "enforce"         # RFC 8461 §3.2: enforce, testing or none
     mta_sts_max_age: int = 7 * 86400      # seconds senders cache the MTA-STS policy
+    # the clients that may use /api and /metrics (by the TCP peer's address)
+    admin_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _LOOPBACK_NETS
 
 
 @dataclass(frozen=True)
@@ -471,6 +478,18 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
 def _http_config(table: Mapping[str, object]) -> HttpConfig:
     _check_keys("http", table, _field_names(HttpConfig))
     d = HttpConfig()
+    nets = table.get("admin_from", [str(n) for n in d.admin_from])
+    if not isinstance(nets, list):
+        raise ConfigError(f"http.admin_from = {nets!r}: expected a list of networks such as "
+                          "[\"127.0.0.1/32\", \"10.0.0.0/8\"]")
+    admin_from = []
+    for net in nets:
+        try:
+            admin_from.append(ipaddress.ip_network(_expect("http.admin_from", net, str,
+                                                           "a network"), strict=False))
+        except ValueError:
+            raise ConfigError(f"http.admin_from = {net!r}: expected a network such as "
+                              "10.0.0.0/8 or an address") from None
     max_body = _size("http.max_body_size", table.get("max_body_size", d.max_body_size))
     if max_body < 1024:
         raise ConfigError(f"http.max_body_size = {table.get('max_body_size')!r}: expected at "
@@ -480,6 +499,7 @@ def _http_config(table: Mapping[str, object]) -> HttpConfig:
     if mode not in MTA_STS_MODES:
         raise ConfigError(f"http.mta_sts_mode = {mode!r}: expected enforce, testing or none")
     return HttpConfig(
+        admin_from=tuple(admin_from),
         max_body_size=max_body,
         request_timeout=_int("http.request_timeout",
                              table.get("request_timeout", d.request_timeout), 1, 3600),

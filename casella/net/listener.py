@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from casella import metrics
 from casella.config import HostPort
 from casella.net.streams import Connection
 
@@ -90,6 +91,7 @@ class ListenerGroup:
             reason = "too many connections" if total >= self.limits.max_total \
                 else "too many connections from your address"
             log.warning("refused: %s", reason, extra=conn.describe())
+            metrics.connection_refused(conn.listener)
             conn.write(service.refuse(conn, reason))
             conn.close()
             return
@@ -99,6 +101,7 @@ class ListenerGroup:
 
     async def _run(self, conn: Connection, service: Service) -> None:
         log.info("connect", extra=conn.describe())
+        metrics.connection_opened(conn.listener)
         try:
             await service.handle(conn)
         except asyncio.CancelledError:
@@ -107,6 +110,7 @@ class ListenerGroup:
             log.exception("session crashed", extra=conn.describe())
         finally:
             conn.close()
+            metrics.connection_closed(conn.listener)
             self.sessions.pop(conn, None)
             self.per_ip[conn.peer_ip] -= 1
             if self.per_ip[conn.peer_ip] <= 0:
