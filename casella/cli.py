@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # queue, limits, dkim (issue 6)
     cli_outbound.add_parsers(sub, _Parser, _store_run)
-    # token (issue 18)
+    # dns, token (issue 18)
     cli_admin.add_parsers(sub, _Parser, _store_run)
     return p
 

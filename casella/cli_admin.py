@@ -1,10 +1,11 @@
-"""Admin commands of issue 18: `token create|list|revoke`.
+"""Admin commands of issue 18: `dns DOMAIN [--check]` and `token create|list|revoke`.
 
 Lives here: their argument parsers (added to casella.cli's parser by `add_parsers`) and their
-actions, on the store contract and casella.auth.tokens. Follows casella.cli's rules: exit 0
-on success, UserError (exit 1, one line on stderr) for a user error, argparse (exit 2) for
-bad usage. Must never: run SQL, or print a token other than the one `token create` has just
-made.
+actions, on the store contract, casella.dnsrecords and casella.auth.tokens. Follows
+casella.cli's rules: exit 0 on success, UserError (exit 1, one line on stderr) for a user
+error, argparse (exit 2) for bad usage; `dns --check` also exits 1 (and says so in one line
+on stderr) when a record is missing or different. Must never: run SQL, print a token other
+than the one `token create` has just made, or print a private key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,47 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from casella import dnsrecords
+from casella.config import Config
+from casella.errors import UserError
+
+
+async def dns_command(store: Any, config: Config, args: argparse.Namespace) -> int:
+    from casella.smtp import dkim
+
+    domain = await store.get_domain(args.domain)
+    if domain is None:
+        raise UserError(f"domain {args.domain} is not hosted here; add it first")
+    recs = dnsrecords.records(config, domain.name, dkim.load_keys(config.dkim_key_dir,
+                                                                   domain.name))
+    if not args.check:
+        sys.stdout.write(dnsrecords.zone_text(config, domain.name, recs))
+        return 0
+    try:
+        lookup = dnsrecords.dns_lookup(config)
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        results = dnsrecords.check(config, domain.name, recs, lookup)
+    except LookupError as exc:
+        raise UserError(f"cannot ask the DNS: {exc}") from None
+    wrong = 0
+    for res in results:
+        rec = res.record
+        value = dnsrecords.zone_line(rec).split(None, 4)[-1] if rec.rtype != "A/AAAA" \
+            else rec.value
+        line = f"{res.status:<10}  {rec.label:<16}  {rec.name}. {rec.rtype} {value}"
+        if res.found:
+            line += f"\n{'':>30}found: {res.found}"
+        print(line)
+        wrong += res.status != dnsrecords.OK
+    if wrong:
+        print(f"casella: {wrong} of {len(results)} DNS records are missing or different",
+              file=sys.stderr)
+        return 1
+    print(f"all {len(results)} DNS records of {domain.name} are published")
+    return 0
 
 
 async def token_command(store: Any, args: argparse.Namespace) -> int:
@@ -42,8 +84,16 @@ async def token_command(store: Any, args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, parser_class: type, with_store: Callable[..., int]) -> None:
-    """Add `token` to casella's subcommands. `with_store(config, fn)` runs
+    """Add `dns` and `token` to casella's subcommands. `with_store(config, fn)` runs
     `fn(store)` with an opened store and returns its exit code."""
+    d = sub.add_parser("dns", help="the DNS records a hosted domain publishes")
+    d.add_argument("domain")
+    d.add_argument("--check", action="store_true",
+                   help="ask the DNS ([dns] resolver, else the system's) whether each record "
+                        "is published; exit 1 when one is missing or different")
+    d.set_defaults(func=lambda config, args: with_store(
+        config, lambda store: dns_command(store, config, args)))
+
     t = sub.add_parser("token", help="bearer tokens of the admin API")
     tsub = t.add_subparsers(dest="action", required=True, parser_class=parser_class)
     x = tsub.add_parser("create", help="make a token and print it (only this once)")

@@ -219,6 +219,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """`casella dns --check` (issue 18): the name servers it asks (none: the system's)."""
+    resolver: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
     data_dir: Path = Path("var")
@@ -237,6 +243,7 @@ class Config:
     inbound: InboundConfig = InboundConfig()
     http: HttpConfig = HttpConfig()
     source: Path | None = None
+    dns: DnsConfig = DnsConfig()
 
     @property
     def dkim_key_dir(self) -> Path:
@@ -329,7 +336,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     """Build a Config from parsed TOML, validating every key. Relative paths are taken relative
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
-                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http"}
+                "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http", "dns"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -472,7 +479,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     return Config(hostname=hostname, data_dir=data_dir, listen=listen, tls=tls, auth=auth,
                   store=store, limits=limits, pop3=pop3, imap=imap, quota=quota, smtp=smtp,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
-                  http=_http_config(_section(raw, "http")), source=source)
+                  http=_http_config(_section(raw, "http")), source=source,
+                  dns=_dns_config(_section(raw, "dns")))
 
 
 def _http_config(table: Mapping[str, object]) -> HttpConfig:
@@ -516,6 +524,29 @@ def _mta_sts_max_age(value: object) -> int:
         raise ConfigError(f"http.mta_sts_max_age = {value!r}: expected at most 31557600 "
                           "seconds (365d)")
     return seconds
+
+
+def _dns_config(table: Mapping[str, object]) -> DnsConfig:
+    _check_keys("dns", table, _field_names(DnsConfig))
+    servers = table.get("resolver", [])
+    if not isinstance(servers, list):
+        raise ConfigError(f"dns.resolver = {servers!r}: expected a list such as "
+                          "[\"192.0.2.53\", \"127.0.0.1:5353\"]")
+    resolver = []
+    for entry in servers:
+        text = _expect("dns.resolver", entry, str, "an address or address:port")
+        try:
+            resolver.append((str(ipaddress.ip_address(text)), 53))
+            continue
+        except ValueError:
+            pass
+        try:
+            hp = parse_hostport(text)
+            resolver.append((str(ipaddress.ip_address(hp.host)), hp.port))
+        except ValueError:
+            raise ConfigError(f"dns.resolver = {text!r}: expected an IP address, optionally "
+                              "with :port") from None
+    return DnsConfig(resolver=tuple(resolver))
 
 
 def _quota_config(table: Mapping[str, object]) -> QuotaConfig:
