@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -77,7 +78,7 @@ _multiprocess_dir: Path | None = None
 _children: dict[tuple[object, ...], object] = {}
 
 
-def _child(metric: Counter | Gauge | Histogram, *labels: str):  # type: ignore[no-untyped-def]
+def _child(metric: Any, *labels: str) -> Any:
     key = (id(metric), *labels)
     child = _children.get(key)
     if child is None:
