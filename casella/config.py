@@ -210,6 +210,10 @@ class InboundConfig:
 MTA_STS_MODES = ("enforce", "testing", "none")
 
 
+# Issue 18: who may use /api and /metrics unless `[http] admin_from` says otherwise.
+_LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 @dataclass(frozen=True)
 class HttpConfig:
     """The web listeners (`http`, `https`: casella.http)."""
@@ -218,6 +222,8 @@ class HttpConfig:
     session_lifetime: int = 8 * 3600      # a customer stays logged in this long
     mta_sts_mode: str = "enforce"         # RFC 8461 §3.2: enforce, testing or none
     mta_sts_max_age: int = 7 * 86400      # seconds senders cache the MTA-STS policy
+    # the clients that may use /api and /metrics (by the TCP peer's address)
+    admin_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _LOOPBACK_NETS
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """`casella dns --check` (issue 18): the name servers it asks (none: the system's)."""
+    resolver: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
     data_dir: Path = Path("var")
@@ -271,6 +283,7 @@ class Config:
     forwarding: ForwardingConfig = ForwardingConfig()
     spam: SpamConfig = SpamConfig()
     source: Path | None = None
+    dns: DnsConfig = DnsConfig()
 
     @property
     def dkim_key_dir(self) -> Path:
@@ -364,7 +377,7 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     to `base_dir` (the config file's directory)."""
     top_keys = {"hostname", "data_dir", "listen", "tls", "auth", "store", "limits", "pop3",
                 "imap", "quota", "smtp", "delivery", "server", "dkim", "inbound", "http",
-                "sieve", "managesieve", "srs", "forwarding", "spam"}
+                "sieve", "managesieve", "srs", "forwarding", "spam", "dns"}
     _check_keys("", raw, top_keys)
     base = base_dir or Path.cwd()
 
@@ -515,12 +528,25 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
                   delivery=delivery, server=server, dkim=dkim, inbound=inbound,
                   http=_http_config(_section(raw, "http")), sieve=sieve,
                   managesieve=managesieve, srs=srs, forwarding=forwarding,
-                  spam=_spam_config(_section(raw, "spam")), source=source)
+                  spam=_spam_config(_section(raw, "spam")), source=source,
+                  dns=_dns_config(_section(raw, "dns")))
 
 
 def _http_config(table: Mapping[str, object]) -> HttpConfig:
     _check_keys("http", table, _field_names(HttpConfig))
     d = HttpConfig()
+    nets = table.get("admin_from", [str(n) for n in d.admin_from])
+    if not isinstance(nets, list):
+        raise ConfigError(f"http.admin_from = {nets!r}: expected a list of networks such as "
+                          "[\"127.0.0.1/32\", \"10.0.0.0/8\"]")
+    admin_from = []
+    for net in nets:
+        try:
+            admin_from.append(ipaddress.ip_network(_expect("http.admin_from", net, str,
+                                                           "a network"), strict=False))
+        except ValueError:
+            raise ConfigError(f"http.admin_from = {net!r}: expected a network such as "
+                              "10.0.0.0/8 or an address") from None
     max_body = _size("http.max_body_size", table.get("max_body_size", d.max_body_size))
     if max_body < 1024:
         raise ConfigError(f"http.max_body_size = {table.get('max_body_size')!r}: expected at "
@@ -530,6 +556,7 @@ def _http_config(table: Mapping[str, object]) -> HttpConfig:
     if mode not in MTA_STS_MODES:
         raise ConfigError(f"http.mta_sts_mode = {mode!r}: expected enforce, testing or none")
     return HttpConfig(
+        admin_from=tuple(admin_from),
         max_body_size=max_body,
         request_timeout=_int("http.request_timeout",
                              table.get("request_timeout", d.request_timeout), 1, 3600),
@@ -569,6 +596,29 @@ def _proxy_protocol(table: Mapping[str, object]) -> ProxyProtocolConfig:
         raise ConfigError(f"listen.proxy_protocol_timeout = {timeout!r}: expected more than "
                           "0 seconds")
     return ProxyProtocolConfig(tuple(trusted), timeout)
+
+
+def _dns_config(table: Mapping[str, object]) -> DnsConfig:
+    _check_keys("dns", table, _field_names(DnsConfig))
+    servers = table.get("resolver", [])
+    if not isinstance(servers, list):
+        raise ConfigError(f"dns.resolver = {servers!r}: expected a list such as "
+                          "[\"192.0.2.53\", \"127.0.0.1:5353\"]")
+    resolver = []
+    for entry in servers:
+        text = _expect("dns.resolver", entry, str, "an address or address:port")
+        try:
+            resolver.append((str(ipaddress.ip_address(text)), 53))
+            continue
+        except ValueError:
+            pass
+        try:
+            hp = parse_hostport(text)
+            resolver.append((str(ipaddress.ip_address(hp.host)), hp.port))
+        except ValueError:
+            raise ConfigError(f"dns.resolver = {text!r}: expected an IP address, optionally "
+                              "with :port") from None
+    return DnsConfig(resolver=tuple(resolver))
 
 
 def _quota_config(table: Mapping[str, object]) -> QuotaConfig:

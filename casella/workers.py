@@ -2,8 +2,9 @@
 
 Lives here: the supervisor (binds the sockets, drops privileges, repairs the store once, forks
 N workers, relays change events between them, restarts a worker that dies, stops them all on
-SIGTERM/SIGINT) and `RelayBus`, the change bus of a worker, which also tells the other workers
-through the supervisor. A session in one worker thus hears of a commit made in another, so IDLE
+SIGTERM/SIGINT, empties the metrics directory at start and marks a dead worker's files there)
+and `RelayBus`, the change bus of a worker, which also tells the other workers through the
+supervisor. A session in one worker thus hears of a commit made in another, so IDLE
 and multi-client updates work across processes. Only worker 0 runs the background services
 (the outbound queue runner). Must never: fork after an event loop or a store thread exists in
 the supervisor, or let a worker keep the other workers' relay sockets.
@@ -27,7 +28,7 @@ import sys
 import time
 from typing import Callable
 
-from casella import eventloop
+from casella import eventloop, metrics
 from casella.config import Config, HostPort
 from casella.store.changes import ChangeBus
 
@@ -205,6 +206,9 @@ class Supervisor:
         raise_file_limit()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         server_context(config)  # creates the certificate, fails early if it is unreadable
+        # /metrics sums every worker's counts from files there (before the privilege drop,
+        # which hands the directory to server.user with the rest of data_dir).
+        metrics.enable_multiprocess(config.data_dir / "metrics")
         self.sockets = bind_sockets(config)
         drop_privileges(config)
 
@@ -260,6 +264,7 @@ class Supervisor:
                         watched.discard(sock.fileno())
                     log.error("worker %d (pid %d) ended with status %d; restarting", index,
                               pid, status)
+                    metrics.mark_process_dead(pid)
                     time.sleep(0.5)
                     self._spawn(index)
                     watch()

@@ -17,6 +17,7 @@ import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
+from casella import metrics
 from casella.auth.passwords import verify_password
 from casella.auth.verified import VerifiedCache
 from casella.config import Config
@@ -75,6 +76,7 @@ class Authenticator:
         extra = {"proto": protocol, "remote": remote_ip, "user": address[:64]}
         if await self.blocked_until(remote_ip):
             log.info("login refused: address blocked after repeated failures", extra=extra)
+            metrics.login(protocol, "blocked")
             await asyncio.sleep(self.config.auth.max_failure_delay)
             return None
         account = await self.store.get_account(address) if "@" in address else None
@@ -83,6 +85,7 @@ class Authenticator:
             ok = False  # PROMISES A4: no acting as somebody else
         if ok and account is not None:
             log.info("login ok", extra=extra)
+            metrics.login(protocol, "ok")
             return account
         cfg = self.config.auth
         keys = [f"user:{address[:254]}"] + ([f"ip:{remote_ip}"] if remote_ip else [])
@@ -90,6 +93,7 @@ class Authenticator:
             keys, int(time.time()), cfg.block_window, cfg.block_after, cfg.block_duration)
         failures = max(counts.values())
         log.info("login failed (%d recent failures)", failures, extra=extra)
+        metrics.login(protocol, "failed")
         # Only the IP is blocked, never the account: that would let anyone lock a customer out.
         if cfg.block_after and counts.get(f"ip:{remote_ip}", 0) >= cfg.block_after:
             log.warning("blocking %s for %d s after %d failed logins", remote_ip,

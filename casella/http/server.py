@@ -83,6 +83,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await _limited(request, handler, cfg.max_body_size, cfg.request_timeout)
     except web.HTTPException as exc:
         resp = failure = exc
+        if request.path.startswith("/api/") and exc.status == 413:
+            # The admin API answers in JSON, also when the body limit here refused it.
+            resp = web.json_response({"error": f"the request body is larger than "
+                                      f"{cfg.max_body_size} bytes", "field": None}, status=413)
+            failure = None
     except Exception:
         log.exception("%s %s failed", request.method, request.path, extra=_log_extra(request))
         resp = web.Response(status=500, text="internal error\n")
@@ -170,10 +175,10 @@ def create_application(app: App, session_key: bytes) -> web.Application:
     web_app.add_routes(customer.routes())
     api = _optional("casella.http.api")
     if api is not None:
-        web_app.add_subapp("/api/v1", api.create_api(web_app))  # type: ignore[attr-defined]
+        web_app.add_subapp("/api/v1", api.create_api(app))  # type: ignore[attr-defined]
     metrics = _optional("casella.http.metrics")
     if metrics is not None:
-        web_app.add_routes(metrics.routes(web_app))  # type: ignore[attr-defined]
+        web_app.add_routes(metrics.routes(app))  # type: ignore[attr-defined]
     return web_app
 
 

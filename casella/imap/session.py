@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from casella import errors as ce
+from casella import metrics
 from casella.app import App
 from casella.imap import commands as c
 from casella.imap import responses as r
@@ -596,6 +597,7 @@ class Session:
             _discard_external(cmd)
         log.info("%s %s (%.3fs)", name, outcome, time.monotonic() - started,
                  extra=self.log_extra())
+        metrics.command("imap", name, outcome.split(" ", 1)[0].lower())
         if outcome != "OK" and not outcome.startswith("BAD"):
             self.note_progress(False)
         elif outcome == "OK":

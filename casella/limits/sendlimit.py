@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
+from casella import metrics
 from casella.config import LimitsConfig
 from casella.store.base import Store
 from casella.store.model import Account, Domain
@@ -201,6 +202,7 @@ async def check_send_limits(store: Store, defaults: LimitsConfig, account: Accou
     now = time.time() if now is None else now
     current = await store.get_account_by_id(account.id) or account
     if current.sending_held:
+        metrics.send_refused("held")
         return held_refusal(current.address)
     limits = await account_limits(store, defaults, current)
     events = await store.send_events(current.id, int(now) - WINDOW - 1)
@@ -208,8 +210,10 @@ async def check_send_limits(store: Store, defaults: LimitsConfig, account: Accou
     limit = limits.messages_per_hour
     used = usage.submitted + pending
     if limit > 0 and used + adding > limit:
+        metrics.send_refused("messages_per_hour")
         return emails_refusal(current.address, used, limit)
     if guard_blocked(limits, usage):
+        metrics.send_refused("defers_failures")
         return defers_refusal(current.address, usage, limits.defers_failures_per_hour)
     return None
 
@@ -230,6 +234,7 @@ async def update_guard(store: Store, defaults: LimitsConfig, account: Account,
     await store.set_send_guard(account.id, resumes)
     if previous is not None and previous > now:
         return None
+    metrics.send_held("guard")
     return GuardTrip(usage, limits, resumes)
 
 

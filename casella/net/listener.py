@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from casella import metrics
 from casella.config import HostPort
 from casella.net.proxyproto import MAX_LENGTH, ProxyHeader, ProxyHeaderError, parse_proxy_header
 from casella.net.streams import Connection
@@ -217,6 +218,7 @@ class ListenerGroup:
     @staticmethod
     def _refuse(conn: Connection, service: Service, reason: str) -> None:
         log.warning("refused: %s", reason, extra=conn.describe())
+        metrics.connection_refused(conn.listener)
         conn.write(service.refuse(conn, reason))
         conn.close()
 
@@ -231,6 +233,7 @@ class ListenerGroup:
                 log.info("connect through proxy %s", conn.proxy_ip, extra=conn.describe())
             else:
                 log.info("connect", extra=conn.describe())
+            metrics.connection_opened(conn.listener)
             await service.handle(conn)
         except asyncio.CancelledError:
             pass
@@ -240,6 +243,7 @@ class ListenerGroup:
             conn.close()
             try:
                 if token is not None:
+                    metrics.connection_closed(conn.listener)
                     await self.ip_counter.release(token)
                     log.info("disconnect", extra=conn.describe())
             finally:

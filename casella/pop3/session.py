@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from casella import metrics
 from casella.app import App
 from casella.auth import sasl
 from casella.config import Pop3Config
@@ -164,14 +165,19 @@ class Pop3Session:
 
     async def _command(self, line: bytes) -> None:
         keyword = proto.command_keyword(line)
+        name = "UNKNOWN"      # the metrics' label: never a word the client made up
         try:
             cmd = proto.parse_command(line)
+            name = cmd.keyword
             if self.state not in cmd.states:
                 raise self._wrong_state(cmd)
             await self._handlers[type(cmd)](cmd)
+            metrics.command("pop3", name, "ok")
         except (ConnectionClosed, _StreamBroken, ServerShutdown, ReadTimeout):
             raise
         except Exception as exc:  # noqa: BLE001  (every failure becomes a -ERR, in one place)
+            metrics.command("pop3", name, "bad" if isinstance(exc, proto.Pop3SyntaxError)
+                            else "error")
             await self._fail(keyword, exc)
 
     def _wrong_state(self, cmd: proto.Command) -> WrongState:

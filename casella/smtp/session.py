@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from casella import metrics
 from casella.auth import sasl
 from casella.delivery.filtering import filtering_for
 from casella.delivery.recipients import LocalTarget, Resolution, route
@@ -83,6 +84,8 @@ MAX_PENDING_REPLIES = 64 * 1024   # flush before this much output waits for the 
 AUTH_LINE_TOO_LONG = proto.reply(500, "5.5.6", "Authentication exchange line is too long")
 INTERNAL_ERROR = proto.reply(421, "4.3.0", "Internal server error; closing the connection")
 _COUNTED_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
+_VERBS = frozenset({"HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT",
+                    "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS"})
 # Commands that move no message forward: after `max_commands_without_progress` of them since
 # the last accepted message the client is cut off (Postfix's smtpd_junk_command_limit).
 _NO_PROGRESS = (Helo, Rset, Noop, Vrfy, Expn, Help)
@@ -157,6 +160,7 @@ class Session:
         self._out: list[bytes] = []
         self._out_size = 0
         self._note = ""          # extra detail for the command's log line
+        self._verb = ""          # the first word of the command line being answered
 
     # --- output --------------------------------------------------------------------------
 
@@ -185,6 +189,12 @@ class Session:
 
     def _log(self, what: str, r: Reply | None) -> None:
         outcome = f"{r.code} {r.status}".rstrip() if r is not None else "-"
+        # The one place every answered command passes: count it by its verb (a client's
+        # made-up word counts as UNKNOWN, never as a label of its own).
+        verb = what.split(" ", 1)[0] if what != "?" else self._verb
+        metrics.command(self.service.name, verb if verb in _VERBS else "UNKNOWN",
+                        "ok" if r is None or r.code < 400 else
+                        "bad" if r.code in _COUNTED_ERRORS else "error")
         note = f" {self._note}" if self._note else ""
         log.info("%s -> %s%s", what, outcome, note, extra=self.conn.describe())
         self._note = ""
@@ -216,6 +226,7 @@ class Session:
                 except LineTooLong:
                     what = "(long line)"
                     raise ReplyError(proto.LINE_TOO_LONG)
+                self._verb = line[:9].split(b" ", 1)[0].decode("ascii", "replace").upper()
                 cmd = parse_command(line)
                 what = _describe(cmd)
                 self._count_progress(cmd)
@@ -659,6 +670,7 @@ class Session:
                                   filtering_for(self.app.store, self.app.config))
             if result.positive:
                 self.without_progress = 0
+                metrics.message("received")
             return result
         finally:
             for blob in (local, queued):

@@ -20,6 +20,7 @@ from casella.store.changes import ChangeBus
 from casella.store.model import (
     Account,
     Alias,
+    ApiToken,
     AppendItem,
     AppendResult,
     Changes,
@@ -37,6 +38,7 @@ from casella.store.model import (
     QueueEntry,
     QueueRecipient,
     SelectSnapshot,
+    StoreStats,
 )
 
 from casella.store.sending import PendingNotice, RecipientResult, SendEvent
@@ -603,3 +605,28 @@ class Store(abc.ABC):
         True, in one transaction, so concurrent deliveries answer once; else False. Records
         older than `period` are forgotten."""
 
+    # --- admin API tokens and metrics ------------------------------------------------------
+    # Issue 18 (casella/store/sqlite_admin.py): the tokens of the admin API (casella.auth.tokens
+    # makes and checks them) and the counts /metrics reads at each scrape.
+
+    @abc.abstractmethod
+    async def add_api_token(self, token_id: str, name: str, domain: str | None,
+                            secret_hash: str) -> ApiToken:
+        """Record a token. AlreadyExists when its name or id is taken; NotFound when `domain`
+        is given and not hosted; InvalidName for a bad domain."""
+
+    @abc.abstractmethod
+    async def get_api_token(self, token_id: str) -> ApiToken | None: ...
+
+    @abc.abstractmethod
+    async def list_api_tokens(self) -> list[ApiToken]:
+        """Every token, by name."""
+
+    @abc.abstractmethod
+    async def remove_api_token(self, name: str) -> None:
+        """Revoke the token with this name (or id). NotFound when there is none."""
+
+    @abc.abstractmethod
+    async def stats(self) -> StoreStats:
+        """Domains, accounts, accounts whose sending is held, and the outbound queue's size
+        and oldest waiting entry, from one consistent read."""

@@ -293,3 +293,24 @@ class ImportItem:
     pop3_retrieved: int | None = None  # first POP3 download, if any
     pop3_hidden: bool = False         # hidden from POP3 for ever (pop3.delete = "hide")
 
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An admin API token (issue 18). The token a client sends is `casella_<id>_<secret>`;
+    only the SHA-256 of the secret is kept, so a copy of the store gives nobody access."""
+    id: str                   # public, unique: names the token in logs and in `token list`
+    name: str                 # unique, chosen by the admin
+    domain: str | None        # None: every domain; else the only domain it may see and change
+    secret_hash: str          # SHA-256 hex of the secret part
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts for /metrics, read in one go (issue 18)."""
+    domains: int
+    accounts: int
+    accounts_sending_held: int
+    queue_entries: int
+    queue_recipients: int      # waiting: queued, deferred or being sent
+    queue_oldest: int | None   # creation time of the oldest entry still waiting, if any

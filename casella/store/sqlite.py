@@ -6,8 +6,8 @@ operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (m
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_move (export
 and import), sqlite_live (the open-connection counts, in a table every process maps:
-livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), on sqlite_base (threads,
-group commit, repair).
+livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), sqlite_admin (admin API
+tokens, counts for /metrics), on sqlite_base (threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
 delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
@@ -23,6 +23,7 @@ from typing import Sequence
 from casella.store.base import Store
 from casella.store.blobs import StagedBlob
 from casella.store.model import DeliveryOutcome, DeliveryTarget, QueueRecipient
+from casella.store.sqlite_admin import AdminOps
 from casella.store.sqlite_auth import AuthOps
 from casella.store.sqlite_base import _LIGHT_DELIVERY_RECIPIENTS, _Txn
 from casella.store.sqlite_directory import DirectoryOps
@@ -37,7 +38,7 @@ from casella.store.sqlite_sieve import SieveOps
 
 
 class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps,
-                  ImapExtOps, LiveOps, SieveOps, Store):
+                  ImapExtOps, LiveOps, SieveOps, AdminOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
+from casella import metrics
 from casella.errors import (
     DiskFull,
     MailboxNotFound,
@@ -319,7 +320,11 @@ class SQLiteBase:
         def run() -> T:
             conn = self._reader()
             return self._retry_busy(conn, lambda: fn(conn), "read")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        finally:
+            metrics.store_latency("read", time.perf_counter() - started)
 
     async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A read that needs several consistent SELECTs."""
@@ -339,8 +344,12 @@ class SQLiteBase:
             raise StorageError("the store is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
+        started = time.perf_counter()
         self._jobs.put(_Job(fn, fut, loop, light=light))
-        return await fut
+        try:
+            return await fut
+        finally:
+            metrics.store_latency("write", time.perf_counter() - started)
 
     def _open_write_lock(self) -> int | None:
         """The file whose flock(2) the writer threads of every process on this data_dir hold

@@ -3,9 +3,10 @@
 Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA user_version`
 (with the steps that must compute data: filling version 5's search columns from the stored
 headers, and again at version 7; version 6 adds the table of small message bodies, version 8 an
-account's own POP3 policy, version 9 the POP3 UIDLs kept from another store), and the
-connection settings (WAL, synchronous=FULL). Must never: hold any other data logic; the
-operations live in casella.store.sqlite.
+account's own POP3 policy, version 9 the POP3 UIDLs kept from another store, version 10 Sieve
+scripts, forwards and vacation replies, version 11 the admin API's tokens), and the connection
+settings (WAL, synchronous=FULL). Must never: hold any other data logic; the operations live in
+casella.store.sqlite.
 """
 
 from __future__ import annotations
@@ -289,9 +290,21 @@ CREATE TABLE vacation_replies (
 ) WITHOUT ROWID
 """
 
+# Version 11 (issue 18): the admin API's tokens. Only the SHA-256 of each token's secret is
+# kept (casella.auth.tokens); `domain` is NULL for a token that may touch every domain.
+SCHEMA_V11 = """
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    domain TEXT,
+    secret_hash TEXT NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10]
+                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10, SCHEMA_V11]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)

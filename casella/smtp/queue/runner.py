@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from casella import metrics
 from casella.delivery.local import send_to
 from casella.errors import StorageError
 from casella.limits.sendlimit import guard_notice, update_guard
@@ -48,6 +49,9 @@ from casella.smtp.queue.routing import RouteError, Target, targets_for
 from casella.smtp.resolver import Resolver, get_resolver
 from casella.store.model import QueueEntry, QueueRecipient
 from casella.store.sending import DEFERRED, DELIVERED, FAILED, RecipientResult
+
+# casella.metrics' names for the outcomes of a delivery attempt, per recipient.
+_EVENTS = {DELIVERED: "sent", DEFERRED: "deferred", FAILED: "bounced"}
 
 if TYPE_CHECKING:
     from casella.config import Config
@@ -362,6 +366,8 @@ class QueueRunner:
     def _log(self, entry: QueueEntry, results: list[RecipientResult]) -> None:
         by_id = {r.id: r.address for r in entry.recipients}
         for r in results:
+            if r.state in _EVENTS:
+                metrics.message(_EVENTS[r.state])
             log.info("queue %d to <%s>: %s via %s (%s)", entry.id, by_id.get(r.recipient_id, "?"),
                      r.state, r.remote_mta or "-", r.reply)
 
