@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol, cast
 log = logging.getLogger("casella.net")
 
 _READ_HIGH_WATER = 256 * 1024
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)     # Linux only
 _ids = itertools.count(1)
 # The client a load balancer named (PROXY protocol) for each transport whose connection came
 # through one, by transport id, while the connection lasts: code that reads a transport
@@ -111,6 +112,7 @@ class Connection(asyncio.Protocol):
         # Called by request_shutdown: for a session that no longer reads through this object
         # (hand_over), so it hears that the server is stopping.
         self.on_shutdown: Callable[[], None] | None = None
+        self._tcp_sock: Any = None             # the TCP socket, for TCP_QUICKACK after reads
 
     # --- asyncio.Protocol callbacks ------------------------------------------------------
 
@@ -124,6 +126,7 @@ class Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._tcp_sock = sock
             except OSError:
                 pass
         peer = transport.get_extra_info("peername")
@@ -141,6 +144,16 @@ class Connection(asyncio.Protocol):
             self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._tcp_sock is not None and _QUICKACK is not None:
+            # Acknowledge what arrived at once rather than after the delayed-ACK timer: a
+            # client that writes a literal and its closing CRLF (or a DATA's last line) in two
+            # pieces holds the second back under Nagle's algorithm until this ACK comes, 40 ms
+            # on Linux (Dovecot sets it after its reads too). The kernel clears it again by
+            # itself, hence once per read.
+            try:
+                self._tcp_sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                self._tcp_sock = None
         if self._transform is not None:
             try:
                 data = self._transform.decode(data)

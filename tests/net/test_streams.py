@@ -194,6 +194,47 @@ async def test_accepted_connections_have_nodelay() -> None:
         await group.stop(1)
 
 
+def test_every_read_asks_for_an_immediate_ack() -> None:
+    """A client that writes a literal and its closing CRLF (or DATA's last line) in two pieces
+    holds the second back under Nagle's algorithm until our ACK of the first: with the
+    kernel's delayed ACK that is 40 ms per APPEND (imaplib's APPEND took 44 ms). Each read
+    therefore sets TCP_QUICKACK, which the kernel clears again by itself (Linux)."""
+    import socket as socket_mod
+
+    quickack = getattr(socket_mod, "TCP_QUICKACK", None)
+    if quickack is None:
+        pytest.skip("TCP_QUICKACK is Linux's; elsewhere the kernel decides alone")
+
+    class FakeSocket:
+        family = socket_mod.AF_INET
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int, int]] = []
+
+        def setsockopt(self, level: int, name: int, value: int) -> None:
+            self.calls.append((level, name, value))
+
+    class FakeTransport:
+        def __init__(self, sock: FakeSocket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> object:
+            return {"socket": self.sock, "peername": ("192.0.2.1", 1234),
+                    "sockname": ("127.0.0.1", 143)}.get(name)
+
+    sock = FakeSocket()
+    loop = asyncio.new_event_loop()
+    try:
+        conn = Connection("imap", loop)
+        conn.connection_made(FakeTransport(sock))    # type: ignore[arg-type]
+        sock.calls.clear()
+        conn.data_received(b"Subject: x\r\n\r\nhello\r\n")
+        conn.data_received(b"\r\n")
+    finally:
+        loop.close()
+    assert sock.calls == [(socket_mod.IPPROTO_TCP, quickack, 1)] * 2
+
+
 async def test_transform_that_holds_back_keeps_the_buffer_bounded() -> None:
     """A transform whose output is 1000x its input (a deflate bomb) hands it out piecewise:
     the connection's buffer stays near the high-water mark and every byte arrives in order."""
