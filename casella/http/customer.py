@@ -91,9 +91,10 @@ def _redirect(location: str) -> web.HTTPSeeOther:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """The submitted form; empty for any other body (which then fails the CSRF check)."""
-    if request.content_type not in ("application/x-www-form-urlencoded",
-                                    "multipart/form-data"):
+    """The submitted form; empty for any other body (which then fails the CSRF check). The
+    page's forms are urlencoded; a multipart body cannot be parsed here because the HTTP guard
+    has already read it off the stream."""
+    if request.content_type != "application/x-www-form-urlencoded":
         return {}
     data = await request.post()
     return {k: v for k, v in data.items() if isinstance(v, str)}
