@@ -1,5 +1,6 @@
 """The customer's own page at `/`: log in with the mailbox address and password, see the
-mailbox and sending usage, change the password and the POP3 policy, read the set-up guide.
+mailbox and sending usage, change the password and the POP3 policy, read the set-up guide
+(the vacation reply and forward forms are casella.http.rules').
 
 Lives here: the aiohttp handlers (`GET /`, `POST /login`, `POST /logout`, `POST /password`,
 `POST /pop3`, `GET /guide`, `GET /static/casella.css`) and what each page shows. Logins go
@@ -24,6 +25,7 @@ from aiohttp import web
 from casella.auth.passwords import hash_password
 from casella.errors import NotFound, UserError
 from casella.http.common import APP, SESSIONS, USER, peer_ip, render, settings_of
+from casella.http.rulesview import rules_context
 from casella.http.sessions import COOKIE_NAME, CSRF_FIELD, Session, cookie_attributes
 from casella.limits.sendlimit import SendingStatus, sending_status
 from casella.store.model import POP3_DELETE_POLICIES, Account
@@ -42,6 +44,10 @@ _DONE = {
     "password": "Your password was changed. Use the new one in every mail program.",
     "pop3": "Your POP3 settings were saved. They apply from the next POP3 login.",
     "logout": "You are logged out.",
+    "vacation-on": "Your vacation reply was saved and is on.",
+    "vacation-off": "Your vacation reply was saved; it is off.",
+    "forward-on": "Your forwarding was saved.",
+    "forward-off": "Your mail is no longer forwarded.",
 }
 _POLICY_TEXT = {
     "expunge": "deleted from the server",
@@ -91,9 +97,10 @@ def _redirect(location: str) -> web.HTTPSeeOther:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """The submitted form; empty for any other body (which then fails the CSRF check)."""
-    if request.content_type not in ("application/x-www-form-urlencoded",
-                                    "multipart/form-data"):
+    """The submitted form; empty for any other body (which then fails the CSRF check). The
+    page's forms are urlencoded; a multipart body cannot be parsed here because the HTTP guard
+    has already read it off the stream."""
+    if request.content_type != "application/x-www-form-urlencoded":
         return {}
     data = await request.post()
     return {k: v for k, v in data.items() if isinstance(v, str)}
@@ -192,6 +199,8 @@ async def _account_context(request: web.Request, account: Account,
         else pop3.expire_days,
         "settings": settings,
         "hostname": app.config.hostname,
+        # The vacation reply and forward forms (casella.http.rules).
+        **await rules_context(app, account),
     }
 
 

@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from casella.app import App
 from casella.auth import sessionkey
-from casella.http import autoconfig, customer
+from casella.http import autoconfig, customer, rules
 from casella.http.common import (
     APP,
     LIFECYCLE,
@@ -173,6 +173,7 @@ def create_application(app: App, session_key: bytes) -> web.Application:
                         web.get("/readyz", readyz)])
     web_app.add_routes(autoconfig.routes())
     web_app.add_routes(customer.routes())
+    web_app.add_routes(rules.routes())
     api = _optional("casella.http.api")
     if api is not None:
         web_app.add_subapp("/api/v1", api.create_api(app))  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """The customer's page in a real browser (issue 18 §3): Debian's chromium, headless, driven by
 Selenium through Debian's chromedriver. It logs in, sees the quota bar and the settings, reads
-the guide, changes the password, logs out, fails with the old password and logs in with the
-new one. A screenshot of each page is kept under var/test-artifacts/customer-page/ (or
+the guide, turns a vacation reply on, changes the password, logs out, fails with the old
+password and logs in with the new one. A screenshot of each page is kept under var/test-artifacts/customer-page/ (or
 $CASELLA_TEST_ARTIFACTS) and the directory is printed."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import imaplib
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,35 @@ def test_customer_page_in_chromium(make_server: Callable[..., RunningServer],
         driver.find_element(By.ID, "gmail").text
     shot("3-guide")
 
+    # The vacation reply (issue 20 §5): set in the form, written as Sieve, read back.
+    driver.get(url + "/")
+    wait.until(ec.presence_of_element_located((By.ID, "save-vacation")))
+    last = (date.today() + timedelta(days=14)).isoformat()
+    driver.find_element(By.ID, "vacation-enabled").click()
+    driver.find_element(By.ID, "vacation-subject").send_keys("Out of office")
+    driver.find_element(By.ID, "vacation-message").send_keys(
+        "I am away until the end of the month.\nFor anything urgent, write to Carol.")
+    days = driver.find_element(By.ID, "vacation-days")
+    days.clear()
+    days.send_keys("5")
+    # A date input takes typed digits in the browser's own order; set the ISO value instead.
+    driver.execute_script("arguments[0].value = arguments[1]",
+                          driver.find_element(By.ID, "vacation-last"), last)
+    driver.find_element(By.ID, "save-vacation").click()
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"),
+                                                "Your vacation reply was saved and is on"))
+    assert driver.find_element(By.ID, "vacation-state").text == (
+        f"On until {last} (included): each sender gets your reply at most once every 5 days.")
+    assert driver.find_element(By.ID, "vacation-enabled").is_selected()
+    assert driver.find_element(By.ID, "vacation-last").get_attribute("value") == last
+    acct = srv.run(srv.store.get_account("alice@example.test"))
+    stored = srv.run(srv.store.sieve_get(acct.id, "casella"))
+    assert stored is not None and stored.active
+    assert 'vacation :days 5 :subject "Out of office" text:' in stored.content
+    assert f'currentdate :value "le" "date" "{last}"' in stored.content
+    driver.execute_script("document.getElementById('vacation').scrollIntoView()")
+    shot("4-vacation-reply")
+
     driver.get(url + "/")
     wait.until(ec.presence_of_element_located((By.ID, "change-password")))
     driver.find_element(By.ID, "old").send_keys(PASSWORD)
@@ -121,19 +151,19 @@ def test_customer_page_in_chromium(make_server: Callable[..., RunningServer],
     driver.find_element(By.ID, "change-password").click()
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"),
                                                 "Your password was changed"))
-    shot("4-password-changed")
+    shot("5-password-changed")
 
     driver.find_element(By.ID, "logout").click()
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"),
                                                 "You are logged out"))
-    shot("5-logged-out")
+    shot("6-logged-out")
     log_in(PASSWORD)
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.error"),
                                                 "The address or the password is not right"))
-    shot("6-old-password-refused")
+    shot("7-old-password-refused")
     log_in("a new secret 42")
     wait.until(ec.presence_of_element_located((By.ID, "quota-bar")))
-    shot("7-logged-in-with-new-password")
+    shot("8-logged-in-with-new-password")
     if os.environ.get("CASELLA_DOCS_SCREENSHOT"):
         shutil.copy(out / "2-account.png", ROOT / "docs" / "customer-page.png")
     with capsys.disabled():
