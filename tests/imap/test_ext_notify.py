@@ -22,6 +22,20 @@ def pushed(raw: Raw, count: int, timeout: float = WAIT) -> list[bytes]:
         raw.sock.settimeout(timeout)
 
 
+def pushed_until(raw: Raw, wanted: bytes, timeout: float = WAIT) -> list[bytes]:
+    """Unasked lines up to and including `wanted`. Changes another session makes in a row may
+    reach this session one by one or together (a flag change on a message expunged by the time
+    it is reported is rightly left out), so only the line that must come is waited for."""
+    raw.sock.settimeout(timeout)
+    lines: list[bytes] = []
+    try:
+        while wanted not in lines:
+            lines.append(raw.line())
+        return lines
+    finally:
+        raw.sock.settimeout(timeout)
+
+
 def quiet(raw: Raw, seconds: float = 0.5) -> bool:
     """True when the server sends nothing for a while."""
     raw.sock.settimeout(seconds)
@@ -86,7 +100,8 @@ def test_selected_delayed_and_expunge(srv) -> None:
     raw.ok("NOTIFY SET (selected (MessageNew MessageExpunge))")
     b.ok("STORE 1 +FLAGS (\\Deleted)")
     b.ok("EXPUNGE")
-    assert b"* 1 EXPUNGE" in pushed(raw, 2)
+    lines = pushed_until(raw, b"* 1 EXPUNGE")
+    assert all(x.startswith(b"* 1 FETCH (UID ") for x in lines[:-1]), lines
     b.close()
     raw.close()
 
