@@ -47,12 +47,12 @@ def test_domain_user_alias_lifecycle(cli) -> None:
     show = ok(cli("user", "show", "alice@example.test"))
     for name in ("INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"):
         assert name in show
-    assert "512.0 MiB" in show and "0 B of" in show
+    assert "512.0 MB" in show and "0 bytes of" in show
     assert "s3cret" not in show
     assert "alice@example.test" in ok(cli("user", "list"))
     assert "alice@example.test" in ok(cli("user", "list", "example.test"))
     ok(cli("user", "quota", "alice@example.test", "1G"))
-    assert "1.0 GiB" in ok(cli("user", "show", "alice@example.test"))
+    assert "1.0 GB" in ok(cli("user", "show", "alice@example.test"))
     ok(cli("user", "passwd", "alice@example.test", "--password", "other"))
     ok(cli("alias", "add", "info@example.test", "alice@example.test", "x@remote.org"))
     ok(cli("alias", "add", "@example.test", "alice@example.test"))
