@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.util import fails, ok
+
 CASELLA = [str(Path(sys.executable).parent / "casella")]
 
 
@@ -23,19 +25,6 @@ def cli(tmp_path: Path):
                               capture_output=True, text=True, timeout=60,
                               env={**os.environ, "CASELLA_CONFIG": ""})
     return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def fails(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert "Traceback" not in result.stderr
-    return result.stderr
 
 
 def test_domain_user_alias_lifecycle(cli) -> None:
