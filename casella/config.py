@@ -124,6 +124,11 @@ class AuthConfig:
 class StoreConfig:
     backend: str = "sqlite"
     dsn: str = ""
+    # Giving the space of deleted mail back to the file system, online (issue 21).
+    vacuum_threshold: int = 16 * 1024**2   # start once this much of the database is free
+    vacuum_step_pages: int = 256           # pages per step (0: never online)
+    vacuum_interval: float = 0.1           # seconds between two steps while giving back
+    vacuum_check_interval: float = 60.0    # seconds between looks at the free space
 
 
 @dataclass(frozen=True)
@@ -433,7 +438,26 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     dsn = _expect("store.dsn", store_raw.get("dsn", ""), str, "a connection string")
     if backend == "postgres" and not dsn:
         raise ConfigError("store.dsn = '': the postgres backend needs a dsn")
-    store = StoreConfig(backend=backend, dsn=dsn)
+    ds = StoreConfig()
+    vacuum_interval = _seconds("store.vacuum_interval",
+                               store_raw.get("vacuum_interval", ds.vacuum_interval), 60.0)
+    if vacuum_interval < 0.01:
+        raise ConfigError(f"store.vacuum_interval = {vacuum_interval!r}: expected between "
+                          "0.01 and 60 seconds")
+    vacuum_check_interval = _seconds(
+        "store.vacuum_check_interval",
+        store_raw.get("vacuum_check_interval", ds.vacuum_check_interval), 86400.0)
+    if vacuum_check_interval < 1:
+        raise ConfigError(f"store.vacuum_check_interval = {vacuum_check_interval!r}: expected "
+                          "between 1 and 86400 seconds")
+    store = StoreConfig(
+        backend=backend, dsn=dsn,
+        vacuum_threshold=_size("store.vacuum_threshold",
+                               store_raw.get("vacuum_threshold", ds.vacuum_threshold)),
+        vacuum_step_pages=_int("store.vacuum_step_pages",
+                               store_raw.get("vacuum_step_pages", ds.vacuum_step_pages), 0,
+                               100000),
+        vacuum_interval=vacuum_interval, vacuum_check_interval=vacuum_check_interval)
 
     lim_raw = _section(raw, "limits")
     _check_keys("limits", lim_raw, _field_names(LimitsConfig))
