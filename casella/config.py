@@ -439,17 +439,15 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     if backend == "postgres" and not dsn:
         raise ConfigError("store.dsn = '': the postgres backend needs a dsn")
     ds = StoreConfig()
-    vacuum_interval = _seconds("store.vacuum_interval",
-                               store_raw.get("vacuum_interval", ds.vacuum_interval), 60.0)
-    if vacuum_interval < 0.01:
-        raise ConfigError(f"store.vacuum_interval = {vacuum_interval!r}: expected between "
-                          "0.01 and 60 seconds")
-    vacuum_check_interval = _seconds(
-        "store.vacuum_check_interval",
-        store_raw.get("vacuum_check_interval", ds.vacuum_check_interval), 86400.0)
-    if vacuum_check_interval < 1:
-        raise ConfigError(f"store.vacuum_check_interval = {vacuum_check_interval!r}: expected "
-                          "between 1 and 86400 seconds")
+
+    def between(key: str, low: float, high: float) -> float:
+        raw_value = store_raw.get(key, getattr(ds, key))
+        value = _expect(f"store.{key}", raw_value, (int, float), "a number of seconds")
+        if not low <= value <= high:
+            raise ConfigError(f"store.{key} = {raw_value!r}: expected between {low:g} and "
+                              f"{high:g} seconds")
+        return float(value)
+
     store = StoreConfig(
         backend=backend, dsn=dsn,
         vacuum_threshold=_size("store.vacuum_threshold",
@@ -457,7 +455,8 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
         vacuum_step_pages=_int("store.vacuum_step_pages",
                                store_raw.get("vacuum_step_pages", ds.vacuum_step_pages), 0,
                                100000),
-        vacuum_interval=vacuum_interval, vacuum_check_interval=vacuum_check_interval)
+        vacuum_interval=between("vacuum_interval", 0.01, 60),
+        vacuum_check_interval=between("vacuum_check_interval", 1, 86400))
 
     lim_raw = _section(raw, "limits")
     _check_keys("limits", lim_raw, _field_names(LimitsConfig))

@@ -160,7 +160,6 @@ class Server:
                                                           sock=sockets[name])
         if self._run_background:
             from casella.smtp.queue import QueueRunner
-
             from casella.store.vacuum import VacuumRunner
 
             self.background.append(QueueRunner(store, config))

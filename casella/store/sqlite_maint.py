@@ -15,7 +15,8 @@ import os
 import shutil
 import sqlite3
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from casella.errors import UserError
 from casella.store import sqlite_versions
