@@ -532,10 +532,10 @@ class SQLiteBase:
             pass  # the caller's loop is gone
 
     def _collect_garbage(self, conn: sqlite3.Connection) -> int:
-        """Delete blobs nobody references. The files are unlinked while the write lock is
-        held, so no delivery can be publishing the same digest at that moment; if COMMIT then
-        fails, the rows stay at refcount 0 and publishing re-links the file (inline bodies
-        come back with the rollback)."""
+        """Delete up to _GC_BATCH blobs nobody references; how many went. The files are
+        unlinked while the write lock is held, so no delivery can be publishing the same
+        digest at that moment; if COMMIT then fails, the rows stay at refcount 0 and
+        publishing re-links the file (inline bodies come back with the rollback)."""
         removed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -557,6 +557,7 @@ class SQLiteBase:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            return 0        # the rows are back: nothing was collected
         return removed
 
     # --- life cycle ------------------------------------------------------------------------
@@ -629,7 +630,8 @@ class SQLiteBase:
             log.warning("start-up repair: %d unfinished writes, %d orphan blobs removed, "
                         "%d mailbox and %d account counters corrected",
                         cleaned, len(orphans), fixed_mb, fixed_acct)
-        self._collect_garbage(conn)
+        while self._collect_garbage(conn) >= _GC_BATCH:
+            pass        # start-up may take its time: every body nobody holds goes now
 
     async def close(self) -> None:
         if self._writer is not None:

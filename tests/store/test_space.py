@@ -10,6 +10,9 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from casella.store import sqlite_base
 from casella.store.blobs import INLINE_MAX
 from casella.store.model import AppendItem
 from casella.store.sqlite import SQLiteStore
@@ -207,5 +210,29 @@ async def test_an_old_database_gives_nothing_back_online_until_compacted(
         await store.remove_messages(box_id, [(201, 250)])
         await collected(store)
         assert (await store.vacuum_step(64)).pages > 0
+    finally:
+        await store.close()
+
+
+async def test_bodies_beyond_one_collection_batch_all_go(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """The collector takes _GC_BATCH blobs per transaction; more go in the next ones, both
+    while running and at start-up."""
+    monkeypatch.setattr(sqlite_base, "_GC_BATCH", 5)
+    data_dir = tmp_path / "data"
+    store, _, box_id = await open_with_user(data_dir)
+    try:
+        await append_many(store, box_id, 1, 12, size=1_000)
+        await store.remove_messages(box_id, [(1, 12)])
+        await collected(store)
+        await append_many(store, box_id, 100, 12, size=1_000)
+        await store.remove_messages(box_id, [(13, 24)])
+    finally:
+        await store.close()
+    store = SQLiteStore(data_dir)
+    await store.open()
+    try:
+        assert await store.stored_bodies() == []
     finally:
         await store.close()
