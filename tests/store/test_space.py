@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,28 @@ async def test_bodies_beyond_one_collection_batch_all_go(tmp_path: Path,
         assert await store.stored_bodies() == []
     finally:
         await store.close()
+
+
+def test_the_server_gives_space_back_by_itself(make_server) -> None:
+    """[store] vacuum_*: the server's background runner empties the free list once the
+    threshold is crossed (polled with a generous deadline, not timed)."""
+    srv = make_server(store={"vacuum_threshold": "1M", "vacuum_check_interval": 1,
+                             "vacuum_interval": 0.01, "vacuum_step_pages": 64})
+    acct = srv.add_user("space@example.test")
+
+    async def fill_and_delete() -> int:
+        box = await srv.store.get_mailbox(acct.id, "INBOX")
+        assert box is not None
+        await append_many(srv.store, box.id, 1, 150)
+        full = (await srv.store.space_stats()).database_bytes
+        await srv.store.remove_messages(box.id, [(1, 150)])
+        await collected(srv.store)
+        return full
+
+    full = srv.run(fill_and_delete())
+    assert full > 3_000_000
+    deadline = time.monotonic() + 30
+    while srv.run(srv.store.space_stats()).free_bytes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = srv.run(srv.store.space_stats())
+    assert after.free_bytes == 0 and after.database_bytes < full // 4
