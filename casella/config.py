@@ -135,6 +135,11 @@ class AuthConfig:
 class StoreConfig:
     backend: str = "sqlite"
     dsn: str = ""
+    # Giving the space of deleted mail back to the file system, online (issue 21).
+    vacuum_threshold: int = 16 * 1024**2   # start once this much of the database is free
+    vacuum_step_pages: int = 256           # pages per step (0: never online)
+    vacuum_interval: float = 0.1           # seconds between two steps while giving back
+    vacuum_check_interval: float = 60.0    # seconds between looks at the free space
 
 
 @dataclass(frozen=True)
@@ -444,7 +449,25 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
     dsn = _expect("store.dsn", store_raw.get("dsn", ""), str, "a connection string")
     if backend == "postgres" and not dsn:
         raise ConfigError("store.dsn = '': the postgres backend needs a dsn")
-    store = StoreConfig(backend=backend, dsn=dsn)
+    ds = StoreConfig()
+
+    def between(key: str, low: float, high: float) -> float:
+        raw_value = store_raw.get(key, getattr(ds, key))
+        value = _expect(f"store.{key}", raw_value, (int, float), "a number of seconds")
+        if not low <= value <= high:
+            raise ConfigError(f"store.{key} = {raw_value!r}: expected between {low:g} and "
+                              f"{high:g} seconds")
+        return float(value)
+
+    store = StoreConfig(
+        backend=backend, dsn=dsn,
+        vacuum_threshold=_size("store.vacuum_threshold",
+                               store_raw.get("vacuum_threshold", ds.vacuum_threshold)),
+        vacuum_step_pages=_int("store.vacuum_step_pages",
+                               store_raw.get("vacuum_step_pages", ds.vacuum_step_pages), 0,
+                               100000),
+        vacuum_interval=between("vacuum_interval", 0.01, 60),
+        vacuum_check_interval=between("vacuum_check_interval", 1, 86400))
 
     lim_raw = _section(raw, "limits")
     _check_keys("limits", lim_raw, _field_names(LimitsConfig))

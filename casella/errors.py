@@ -68,3 +68,8 @@ class BodyGone(StorageError):
     collected. Not a failure: a protocol answers as it does for a message expunged meanwhile
     (IMAP: RFC 2180 §4.1). It is a StorageError so that code which only retries or skips on
     StorageError stays right."""
+
+
+class SchemaMismatch(CasellaError):
+    """The database's schema is older or newer than this casella's; the sentence says what to
+    run (`casella migrate`, or an upgrade of casella). Start-up stops with it."""

@@ -98,7 +98,8 @@ class Server:
         self._bus = bus
         self._repair = repair
         self._run_background = run_background
-        # Long-running services with start()/stop() (the outbound queue runner).
+        # Long-running services with start()/stop() (the outbound queue runner, the online
+        # vacuum).
         self.background: list[Any] = []
         # Listener services with async open()/close() around their listeners' life (HTTP).
         self._opened: list[Any] = []
@@ -159,8 +160,15 @@ class Server:
                                                           sock=sockets[name])
         if self._run_background:
             from casella.smtp.queue import QueueRunner
+            from casella.store.vacuum import VacuumRunner
 
             self.background.append(QueueRunner(store, config))
+            # One process per data_dir gives free pages back (each step takes the write lock).
+            self.background.append(VacuumRunner(
+                store, threshold=config.store.vacuum_threshold,
+                step_pages=config.store.vacuum_step_pages,
+                interval=config.store.vacuum_interval,
+                check_interval=config.store.vacuum_check_interval))
         for obj in self.background:
             await obj.start()
 

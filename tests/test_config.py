@@ -56,6 +56,10 @@ key = "/etc/k.pem"
 allow_plaintext_without_tls = true
 [store]
 backend = "sqlite"
+vacuum_threshold = "64M"
+vacuum_step_pages = 128
+vacuum_interval = 0.5
+vacuum_check_interval = 300
 [limits]
 default_quota = "2G"
 max_message_size = "25M"
@@ -74,6 +78,8 @@ routes = { "example.org" = "127.0.0.1:2526" }
     assert cfg.limits.default_quota == 2 * 1024**3 and cfg.limits.max_message_size == 25 << 20
     assert cfg.pop3.delete == "hide" and cfg.pop3.expire_days == 30
     assert cfg.delivery.routes == {"example.org": HostPort("127.0.0.1", 2526)}
+    assert (cfg.store.vacuum_threshold, cfg.store.vacuum_step_pages, cfg.store.vacuum_interval,
+            cfg.store.vacuum_check_interval) == (64 << 20, 128, 0.5, 300.0)
 
 
 def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,6 +102,11 @@ def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ('[pop3]\ndelete = "shred"\n', "pop3.delete = 'shred'"),
     ('[store]\nbackend = "mysql"\n', "store.backend = 'mysql'"),
     ('[store]\nbackend = "postgres"\n', "store.dsn"),
+    # issue 21: the online vacuum
+    ('[store]\nvacuum_threshold = "much"\n', "store.vacuum_threshold = 'much'"),
+    ('[store]\nvacuum_step_pages = -1\n', "store.vacuum_step_pages = -1"),
+    ('[store]\nvacuum_interval = 0\n', "store.vacuum_interval = 0"),
+    ('[store]\nvacuum_check_interval = 0.5\n', "store.vacuum_check_interval = 0.5"),
     ('[tls]\ncert = "/x.pem"\n', "tls"),
     ('[auth]\nallow_plaintext_without_tls = "yes"\n', "auth.allow_plaintext_without_tls"),
     ('hostname = "bad host"\n', "hostname = 'bad host'"),

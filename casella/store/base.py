@@ -13,7 +13,7 @@ numbers never reach the store (sessions map them to UIDs).
 from __future__ import annotations
 
 import abc
-from typing import Collection, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 from casella.store.blobs import BlobStore, StagedBlob
 from casella.store.changes import ChangeBus
@@ -22,6 +22,7 @@ from casella.store.model import (
     Alias,
     ApiToken,
     AppendItem,
+    CompactResult,
     AppendResult,
     Changes,
     CopyResult,
@@ -37,8 +38,11 @@ from casella.store.model import (
     MessageStatic,
     QueueEntry,
     QueueRecipient,
+    SchemaStatus,
     SelectSnapshot,
+    SpaceStats,
     StoreStats,
+    VacuumStep,
 )
 
 from casella.store.sending import PendingNotice, RecipientResult, SendEvent
@@ -60,7 +64,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def open(self, repair: bool = True) -> None:
-        """Create or migrate the schema. With `repair` (the server at start-up, never a CLI
+        """Open the store; a new, empty store is created at the current schema version. A
+        schema at another version raises SchemaMismatch, whose sentence says what to run
+        (`casella migrate` is `migrate`). With `repair` (the server at start-up, never a CLI
         running beside a live server): clean orphan blobs and unfinished writes, and check the
         per-mailbox counters and quota usage against the messages and repair them."""
 
@@ -630,3 +636,34 @@ class Store(abc.ABC):
     async def stats(self) -> StoreStats:
         """Domains, accounts, accounts whose sending is held, and the outbound queue's size
         and oldest waiting entry, from one consistent read."""
+
+    # --- schema and disk space (issues 19 and 21) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def schema_status(self) -> SchemaStatus:
+        """The schema's version, this casella's, the steps pending and those recorded. Called
+        on a store that is not open (and may be at another version)."""
+
+    @abc.abstractmethod
+    async def migrate(self, progress: Callable[[int, str], None] | None = None) -> list[int]:
+        """Apply every pending schema step, all in one transaction, each recorded with the
+        time and casella's version; `progress(version, title)` before each (from another
+        thread). Returns the versions applied. Called on a store that is not open."""
+
+    @abc.abstractmethod
+    async def space_stats(self) -> SpaceStats:
+        """Where the disk space goes: database used, free and reclaimable, the WAL, the body
+        files, the number of messages."""
+
+    @abc.abstractmethod
+    async def vacuum_step(self, max_pages: int) -> VacuumStep:
+        """Give at most `max_pages` free pages back to the file system, in a step short enough
+        (a few ms) to run beside live sessions. Gives nothing back when the store cannot do it
+        online (SpaceStats.auto_vacuum is not "incremental": `compact` first)."""
+
+    @abc.abstractmethod
+    async def compact(self, starting: Callable[[int], None] | None = None) -> CompactResult:
+        """Rewrite the whole database without its free space and switch it to giving space
+        back online; `starting(size)` once the database's size is known. Needs about that size
+        in free disk and blocks every writer until it ends. Called on a store that is not
+        open."""

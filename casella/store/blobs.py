@@ -448,6 +448,23 @@ class BlobStore:
                 if len(f.name) == 64:
                     yield f.name
 
+    def usage(self) -> tuple[int, int]:
+        """How many body files there are, and their bytes together."""
+        count = total = 0
+        if not self.root.exists():
+            return 0, 0
+        for sub in os.scandir(self.root):
+            if sub.name == "tmp" or len(sub.name) != 2 or not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                if len(entry.name) == 64:
+                    try:
+                        total += entry.stat().st_size
+                    except FileNotFoundError:   # collected meanwhile
+                        continue
+                    count += 1
+        return count, total
+
     def clean_tmp(self) -> int:
         """Remove unfinished writes left by a crash; returns how many."""
         n = 0

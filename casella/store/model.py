@@ -314,3 +314,54 @@ class StoreStats:
     queue_entries: int
     queue_recipients: int      # waiting: queued, deferred or being sent
     queue_oldest: int | None   # creation time of the oldest entry still waiting, if any
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedStep:
+    """One schema step `casella migrate` applied (the table schema_migrations)."""
+    version: int
+    applied_at: int
+    casella_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where the store's schema stands against the version this casella works with."""
+    version: int                            # 0: no database yet
+    known: int                              # this casella's version
+    pending: tuple[tuple[int, str], ...]    # (version, what it brings) still to apply
+    applied: tuple[AppliedStep, ...]        # recorded steps (none before casella kept them)
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceStats:
+    """Where the store's disk space goes (`casella store stats`). Sizes in bytes."""
+    database_bytes: int        # page count × page size: the file once the WAL is checkpointed
+    used_bytes: int            # pages that hold data
+    free_bytes: int            # pages on the free list: reused for new data, or given back
+    reclaimable_bytes: int     # about what a full compact would give back: free pages plus the
+    #                            unused room inside used pages
+    wal_bytes: int             # the write-ahead log beside the database
+    page_size: int
+    auto_vacuum: str           # "none", "full" or "incremental"
+    blob_files: int            # bodies over 64 KiB, one file each
+    blob_bytes: int
+    messages: int              # stored messages, counted once per mailbox that holds them
+    schema_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class VacuumStep:
+    """What one online vacuum step gave back."""
+    pages: int                 # pages given back to the file system
+    free_pages: int            # pages still on the free list after it
+    page_size: int
+    online: bool               # whether the store can give pages back online at all
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    """A full compact: the database's size before and after, and the mode it now has."""
+    before_bytes: int
+    after_bytes: int
+    auto_vacuum: str

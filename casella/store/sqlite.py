@@ -7,7 +7,8 @@ messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
 sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_move (export
 and import), sqlite_live (the open-connection counts, in a table every process maps:
 livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), sqlite_admin (admin API
-tokens, counts for /metrics), on sqlite_base (threads, group commit, repair).
+tokens, counts for /metrics), sqlite_maint (schema version, disk space), on sqlite_base
+(threads, group commit, repair).
 Writes run on one writer thread that groups the jobs queued at the same moment into one
 transaction, each job in its own SAVEPOINT; the statements of a batch of small writes (a
 delivery to a few recipients, a flag change of a few messages...) run on the event loop thread
@@ -30,6 +31,7 @@ from casella.store.sqlite_directory import DirectoryOps
 from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_live import LiveOps
+from casella.store.sqlite_maint import MaintenanceOps
 from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_move import MoveOps
 from casella.store.sqlite_queue import QueueOps
@@ -38,7 +40,7 @@ from casella.store.sqlite_sieve import SieveOps
 
 
 class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps,
-                  ImapExtOps, LiveOps, SieveOps, AdminOps, Store):
+                  ImapExtOps, LiveOps, SieveOps, AdminOps, MaintenanceOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

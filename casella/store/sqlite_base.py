@@ -30,7 +30,7 @@ from casella.errors import (
     QuotaExceeded,
     StorageError,
 )
-from casella.store import sqlite_schema
+from casella.store import sqlite_schema, sqlite_versions
 from casella.store.base import UidRanges
 from casella.store.blobs import BlobStore, StagedBlob
 from casella.store.changes import ChangeBus
@@ -79,6 +79,7 @@ def _few_uids(uids: UidRanges) -> bool:
 # Blobs released by a write (expunge, delete) are collected in a transaction of their own when
 # no other write is waiting, or once they have waited this long under constant load.
 _GC_MAX_DEFER = 5.0
+_GC_BATCH = 10000      # blobs collected per transaction
 _READERS = 4
 
 _MAILBOX_COLS = ("id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use, "
@@ -263,6 +264,8 @@ class SQLiteBase:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._gc_since: float | None = None   # released blobs wait for collection since then
         self._writer: threading.Thread | None = None
+        self._writer_conn: sqlite3.Connection | None = None    # the writer thread's
+        self._checkpoint_wanted = False     # set by a write job, done after its batch
         self._readers = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sqlite-r")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -367,6 +370,7 @@ class SQLiteBase:
 
     def _writer_main(self) -> None:
         conn = self._connect(writer=True)
+        self._writer_conn = conn
         lock_fd = self._open_write_lock()
         try:
             while True:
@@ -399,16 +403,34 @@ class SQLiteBase:
                             time.monotonic() - self._gc_since >= _GC_MAX_DEFER):
                         # Its own COMMIT (an fsync) and unlinks: not while writers wait.
                         self._gc_since = None
-                        self._collect_garbage(conn)
+                        if self._collect_garbage(conn) >= _GC_BATCH:
+                            # More wait: the next write's batch goes on with them.
+                            self._gc_since = time.monotonic()
                 finally:
                     if locked is not None:
                         fcntl.flock(locked, fcntl.LOCK_UN)
+                if self._checkpoint_wanted:
+                    self._checkpoint()
                 if stop:
                     return
         finally:
+            self._writer_conn = None
             conn.close()
             if lock_fd is not None:
                 os.close(lock_fd)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database now (PASSIVE: nobody waits for it), outside the
+        write lock. SQLite's automatic checkpoints leave the file at its old length after
+        pages were given back (sqlite_maint.vacuum_step); this one cuts it to size."""
+        self._checkpoint_wanted = False
+        conn = self._writer_conn
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the whole batch. Whatever happens, every job gets an answer and
@@ -510,16 +532,16 @@ class SQLiteBase:
             pass  # the caller's loop is gone
 
     def _collect_garbage(self, conn: sqlite3.Connection) -> int:
-        """Delete blobs nobody references. The files are unlinked while the write lock is
-        held, so no delivery can be publishing the same digest at that moment; if COMMIT then
-        fails, the rows stay at refcount 0 and publishing re-links the file (inline bodies
-        come back with the rollback)."""
+        """Delete up to _GC_BATCH blobs nobody references; how many went. The files are
+        unlinked while the write lock is held, so no delivery can be publishing the same
+        digest at that moment; if COMMIT then fails, the rows stay at refcount 0 and
+        publishing re-links the file (inline bodies come back with the rollback)."""
         removed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 "SELECT id, digest, EXISTS(SELECT 1 FROM blob_bodies WHERE blob_id = blobs.id) "
-                "FROM blobs WHERE refcount = 0 LIMIT 10000").fetchall()
+                f"FROM blobs WHERE refcount = 0 LIMIT {_GC_BATCH}").fetchall()
             for blob_id, digest, inline in rows:
                 if inline:
                     conn.execute("DELETE FROM blob_bodies WHERE blob_id = ?", (blob_id,))
@@ -535,6 +557,7 @@ class SQLiteBase:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            return 0        # the rows are back: nothing was collected
         return removed
 
     # --- life cycle ------------------------------------------------------------------------
@@ -554,7 +577,7 @@ class SQLiteBase:
     def _open_sync(self, repair: bool) -> None:
         conn = self._connect(writer=True)
         try:
-            sqlite_schema.migrate(conn)
+            sqlite_versions.check(conn)
             if repair:
                 self._startup_repair(conn)
         finally:
@@ -607,7 +630,8 @@ class SQLiteBase:
             log.warning("start-up repair: %d unfinished writes, %d orphan blobs removed, "
                         "%d mailbox and %d account counters corrected",
                         cleaned, len(orphans), fixed_mb, fixed_acct)
-        self._collect_garbage(conn)
+        while self._collect_garbage(conn) >= _GC_BATCH:
+            pass        # start-up may take its time: every body nobody holds goes now
 
     async def close(self) -> None:
         if self._writer is not None:

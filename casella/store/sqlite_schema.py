@@ -12,6 +12,7 @@ casella.store.sqlite.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -334,12 +335,17 @@ def configure(conn: sqlite3.Connection, writer: bool, busy_timeout_ms: int = 300
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-65536")
+    # After a burst (a big import, a compact) the WAL file shrinks back to this once a
+    # checkpoint has emptied it, instead of keeping its largest size for ever.
+    conn.execute("PRAGMA journal_size_limit=16777216")
     if not writer:
         conn.execute("PRAGMA mmap_size=268435456")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date inside one write transaction; returns the version."""
+def migrate(conn: sqlite3.Connection, progress: Callable[[int], None] | None = None) -> int:
+    """Bring the schema up to date inside one write transaction; returns the version.
+    `progress(version)` is called in that transaction before the step to `version` runs
+    (casella.store.sqlite_versions records the step there and reports it)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -348,6 +354,8 @@ def migrate(conn: sqlite3.Connection) -> int:
                                f"casella ({len(MIGRATIONS)}); upgrade casella")
         refill = False
         for step in range(version, len(MIGRATIONS)):
+            if progress is not None:
+                progress(step + 1)
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     conn.execute(statement)
