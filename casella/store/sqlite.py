@@ -4,7 +4,8 @@ table blob_bodies) plus the file blob store for the bigger ones.
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_move (export
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_search (the
+search index), sqlite_move (export
 and import), sqlite_live (the open-connection counts, in a table every process maps:
 livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), sqlite_admin (admin API
 tokens, counts for /metrics), on sqlite_base (threads, group commit, repair).
@@ -34,11 +35,12 @@ from casella.store.sqlite_mail import MailOps
 from casella.store.sqlite_move import MoveOps
 from casella.store.sqlite_queue import QueueOps
 from casella.store.sqlite_reads import ReadOps
+from casella.store.sqlite_search import SearchOps
 from casella.store.sqlite_sieve import SieveOps
 
 
-class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps,
-                  ImapExtOps, LiveOps, SieveOps, AdminOps, Store):
+class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, SearchOps, QueueOps, LimitOps,
+                  AuthOps, ImapExtOps, LiveOps, SieveOps, AdminOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -1,0 +1,115 @@
+"""SQLite backend: the rows of the search index (schema version 12), written and removed
+inside the write transaction that stores or collects a blob.
+
+Lives here: how a message's index text is stored (`encode_text`), `write_index` (a batch's new
+blobs: their text and trigrams, or a row saying they are not indexed), `forget_index` (a
+collected blob's rows) and the SQL the reads share. Must never: commit, or run anywhere but
+inside a write transaction (the writer thread, or a light batch's loop thread for nothing
+here: the trigram writes are left to the writer thread, where SQLite lets go of the GIL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from casella.store.blobs import ParsedData
+
+# NUL stops FTS5's trigram tokenizer, so it is stored as U+DFFF (a lone surrogate, passed
+# through as UTF-8): a needle never holds a surrogate, so a needle without NUL is in the
+# stored text exactly when it is in the text. (A needle with NUL is not looked up here.)
+_NUL_STORED = "\udfff".encode("utf-8", "surrogatepass")
+
+_INSERT_TEXT = "INSERT INTO search_text (blob_id, headers, body, fields) VALUES (?, ?, ?, ?)"
+_INSERT_FTS = "INSERT INTO search_fts (rowid, headers, body, fields) VALUES (?, ?, ?, ?)"
+_MARK = "INSERT OR REPLACE INTO search_unindexed (blob_id, pending) VALUES (?, ?)"
+
+IndexRow = tuple[int, bytes, bytes, bytes]
+
+
+def encode_text(text: str) -> bytes:
+    """A casefolded text as stored in search_text: UTF-8, lone surrogates passed through,
+    NUL as U+DFFF. Byte substrings of well-formed UTF-8 starting at a lead byte are exactly
+    character substrings, so SQLite's instr() on these bytes is Python's `in`."""
+    return text.encode("utf-8", "surrogatepass").replace(b"\x00", _NUL_STORED)
+
+
+def index_row(blob_id: int, index: tuple[str, str], search: Sequence[str]) -> IndexRow:
+    """The search_text row of a blob: its index texts and its header-key values (the
+    SCHEMA_V5 columns, joined with LF, for narrowing FROM/TO/CC/BCC/SUBJECT and HEADER)."""
+    return (blob_id, encode_text(index[0]), encode_text(index[1]),
+            encode_text("\n".join(search)))
+
+
+def insert_rows(cur: sqlite3.Connection, rows: Sequence[IndexRow]) -> None:
+    if rows:
+        cur.executemany(_INSERT_TEXT, rows)
+        cur.executemany(_INSERT_FTS, rows)
+
+
+def write_index(cur: sqlite3.Connection, new: Sequence[tuple[int, "ParsedData", bool]],
+                known: Sequence[tuple[int, "ParsedData"]]) -> None:
+    """Index the blobs a batch stored: `new` holds (blob id, parsed data, whether a mailbox
+    message references it); a body only queued for sending is marked unindexed (pending 0),
+    as is one too big to index. `known`: blobs that mailbox messages of the batch reference
+    without having stored them: one stored by the batch for the queue, or earlier and not
+    indexed yet (queued, or stored before version 12), is indexed now."""
+    stored = {blob_id: [parsed, for_message] for blob_id, parsed, for_message in new}
+    wanted: dict[int, "ParsedData"] = {}
+    for blob_id, parsed in known:
+        if blob_id in stored:
+            stored[blob_id][1] = True
+        elif parsed.index is not None:
+            wanted[blob_id] = parsed
+    rows: list[IndexRow] = []
+    marks: list[tuple[int, int]] = []
+    for blob_id, (parsed, for_message) in stored.items():
+        if for_message and parsed.index is not None:
+            rows.append(index_row(blob_id, parsed.index, parsed.search))
+        else:
+            marks.append((blob_id, 0))
+    ids = list(wanted)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        found = [r[0] for r in cur.execute(
+            "SELECT blob_id FROM search_unindexed WHERE blob_id IN "
+            f"({','.join('?' * len(chunk))})", chunk)]
+        for blob_id in found:
+            index = wanted[blob_id].index
+            assert index is not None
+            rows.append(index_row(blob_id, index, wanted[blob_id].search))
+        cur.executemany("DELETE FROM search_unindexed WHERE blob_id = ?", [(b,) for b in found])
+    insert_rows(cur, rows)
+    if marks:
+        cur.executemany(_MARK, marks)
+
+
+def forget_index(cur: sqlite3.Connection, blob_id: int) -> None:
+    """Remove a blob's index rows (its own row is being deleted in this transaction). An
+    external-content FTS5 table forgets a row's trigrams only when told its exact text."""
+    cur.execute("INSERT INTO search_fts (search_fts, rowid, headers, body, fields) "
+                "SELECT 'delete', blob_id, headers, body, fields FROM search_text "
+                "WHERE blob_id = ?", (blob_id,))
+    cur.execute("DELETE FROM search_text WHERE blob_id = ?", (blob_id,))
+    cur.execute("DELETE FROM search_unindexed WHERE blob_id = ?", (blob_id,))
+
+
+def fts_query(needle: str, most: int = 8) -> str | None:
+    """An FTS5 query finding every row that holds all of (up to `most`, spread over the
+    needle, first and last included) the needle's trigrams: a superset of the rows holding
+    the needle (detail=none keeps no positions, so no phrase query). None when the needle
+    has fewer than 3 characters, or a character the index cannot look up (NUL, a
+    surrogate)."""
+    if len(needle) < 3 or "\x00" in needle:
+        return None
+    try:
+        needle.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    grams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
+    if len(grams) > most:
+        step = (len(grams) - 1) / (most - 1)
+        grams = list(dict.fromkeys(grams[round(k * step)] for k in range(most)))
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
