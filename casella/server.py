@@ -98,7 +98,8 @@ class Server:
         self._bus = bus
         self._repair = repair
         self._run_background = run_background
-        # Long-running services with start()/stop() (the outbound queue runner).
+        # Long-running services with start()/stop() (the outbound queue runner, the search
+        # index's backfill).
         self.background: list[Any] = []
         # Listener services with async open()/close() around their listeners' life (HTTP).
         self._opened: list[Any] = []
@@ -159,8 +160,10 @@ class Server:
                                                           sock=sockets[name])
         if self._run_background:
             from casella.smtp.queue import QueueRunner
+            from casella.store.indexer import SearchIndexer
 
             self.background.append(QueueRunner(store, config))
+            self.background.append(SearchIndexer(store))
         for obj in self.background:
             await obj.start()
 

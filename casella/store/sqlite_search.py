@@ -73,6 +73,7 @@ class SearchOps(SQLiteBase):
         cols = ", ".join(f"coalesce(b.{c}, '')" for c in SEARCH_COLUMNS)
 
         def read(conn: sqlite3.Connection) -> list[tuple[int, str, IndexRow | None]]:
+            nonlocal waiting
             rows = conn.execute(
                 f"SELECT b.id, b.digest, b.header, b.parts, {cols} FROM search_unindexed u "
                 "JOIN blobs b ON b.id = u.blob_id WHERE u.pending = 1 ORDER BY u.blob_id "
@@ -91,8 +92,13 @@ class SearchOps(SQLiteBase):
                 row = None if texts is None else index_row(blob_id, texts, search)
                 chars += 0 if texts is None else len(texts[0]) + len(texts[1])
                 out.append((blob_id, digest, row))
+            if not out:
+                waiting = len(rows)
             return out
+        waiting = 0
         computed = await self._read(read)
+        if not computed:
+            return 0, waiting        # nothing to write: the write lock is not taken
 
         def write(txn: _Txn) -> tuple[int, int]:
             cur = txn.cur
@@ -152,9 +158,12 @@ class SearchOps(SQLiteBase):
             pending, left_out = conn.execute(
                 "SELECT coalesce(sum(pending = 1), 0), coalesce(sum(pending = 0), 0) "
                 "FROM search_unindexed").fetchone()
-            sizes = dict(conn.execute(
-                "SELECT name LIKE 'search_fts%', sum(pgsize) FROM dbstat "
-                "WHERE name LIKE 'search_fts%' OR name = 'search_text' GROUP BY 1"))
+            try:
+                sizes = dict(conn.execute(
+                    "SELECT name LIKE 'search_fts%', sum(pgsize) FROM dbstat "
+                    "WHERE name LIKE 'search_fts%' OR name = 'search_text' GROUP BY 1"))
+            except sqlite3.OperationalError:
+                sizes = {0: -1, 1: -1}     # an SQLite built without the dbstat table
             return IndexStatus(int(indexed), int(pending), int(left_out),
                                int(sizes.get(1) or 0), int(sizes.get(0) or 0))
         return await self._read_snapshot(q)
