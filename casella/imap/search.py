@@ -166,6 +166,9 @@ class Criteria:
         self.static_keys = tuple(k for k in cheap if not _meta_only(k))
         self.cheap_keys = self.meta_keys + self.static_keys
         self.needs_header = any(_needs_header(k) for k in self.static_keys)
+        # The keys beside TEXT/BODY in the body keys' trees that read the header (an OR of
+        # SUBJECT and BODY): their header is read even when the index decides TEXT and BODY.
+        self.body_needs_header = any(_any_leaf(k, _reads_header_only) for k in self.body_keys)
         self.pushdown = _pushdown(parts, self._needle)
         # The search index's queries: TEXT and BODY exactly, the header keys as a narrowing.
         self._index_keys: list[c.SearchKey] = []
@@ -482,7 +485,7 @@ async def _load_static(store: Store, view: SelectedView, criteria: Criteria,
             m.static = statics.get(m.meta.blob_id)
             m.header = m.static.header if m.static is not None else None
     rest = [m for m in msgs if m.static is None] if reading else msgs
-    if criteria.needs_header and rest:
+    if (criteria.needs_header or criteria.body_needs_header) and rest:
         headers = await store.fetch_headers([m.meta.blob_id for m in rest])
         for m in rest:
             m.header = headers.get(m.meta.blob_id)
@@ -513,6 +516,10 @@ def _any_leaf(key: c.SearchKey, test: Callable[[c.SearchKey], bool]) -> bool:
 
 def _reads_header(key: c.SearchKey) -> bool:
     return isinstance(key, (c.SHeader, c.SText)) or (isinstance(key, c.SDate) and key.sent)
+
+
+def _reads_header_only(key: c.SearchKey) -> bool:
+    return isinstance(key, c.SHeader) or (isinstance(key, c.SDate) and key.sent)
 
 
 def _meta_only(key: c.SearchKey) -> bool:
