@@ -307,9 +307,11 @@ CREATE TABLE api_tokens (
 # once). `search_text` holds what SEARCH compares a needle with (casella.mail.text.index_texts:
 # the decoded headers and body text, casefolded; `fields`: the SCHEMA_V5 values, for the header
 # keys), as UTF-8 (lone surrogates passed through, NUL written as U+DFFF: the trigram tokenizer
-# stops at a NUL, and no needle holds a surrogate). `search_fts` indexes those rows by trigram
-# (SQLite FTS5, external content, detail=none: which rows hold a trigram, not where, about 0.4
-# times the text). Every blob has a row either there or in `search_unindexed`: `pending` 1 for
+# stops at a NUL, and no needle holds a surrogate), each zlib-compressed. `search_fts` indexes
+# the same texts by trigram (SQLite FTS5, contentless, detail=none: which rows hold a trigram,
+# not where; about a quarter of the text's size); a row's trigrams are removed by telling FTS5
+# its text again, from search_text. Every blob has a row either there or in
+# `search_unindexed`: `pending` 1 for
 # a body not indexed yet (stored before version 12, or by the outbound queue), which the
 # background backfill takes up; 0 for one whose text is too big to index
 # (casella.mail.text.INDEX_MAX_TEXT_BYTES). SEARCH reads the messages of unindexed bodies as
@@ -323,7 +325,7 @@ CREATE TABLE search_text (
 );
 CREATE VIRTUAL TABLE search_fts USING fts5(
     headers, body, fields,
-    content='search_text', content_rowid='blob_id', tokenize='trigram', detail='none'
+    content='', tokenize='trigram', detail='none'
 );
 CREATE TABLE search_unindexed (
     blob_id INTEGER PRIMARY KEY,

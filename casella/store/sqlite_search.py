@@ -1,7 +1,7 @@
 """SQLite backend: the search index's reads, its backfill and its rebuild (issue 21).
 
 Lives here: `search_index` (which messages of a mailbox hold a needle: trigrams narrow, the
-stored text confirms with instr(), one snapshot for every query and for the list of messages
+stored text confirms, one snapshot for every query and for the list of messages
 the index does not hold), `search_index_backfill` (the bodies stored before schema version 12,
 or handed back by a rebuild: read and decoded on a reader thread, written in one short write
 job), `search_index_reset` and `search_index_status`. The rows themselves are written by
@@ -19,7 +19,13 @@ from casella.mail.sections import load_parts
 from casella.mail.text import decoded_headers, index_texts, index_too_big
 from casella.store.model import IndexAnswer, IndexStatus
 from casella.store.sqlite_base import SQLiteBase, _Txn
-from casella.store.sqlite_index_rows import IndexRow, forget_index, fts_query, index_row
+from casella.store.sqlite_index_rows import (
+    IndexRow,
+    forget_index,
+    fts_query,
+    index_row,
+    unpack,
+)
 from casella.store.sqlite_index_rows import insert_rows as _insert_rows
 from casella.store.sqlite_reads import _read_piece
 from casella.store.sqlite_schema import SEARCH_COLUMNS
@@ -28,15 +34,12 @@ from casella.store.sqlite_schema import SEARCH_COLUMNS
 _UNINDEXED = ("SELECT uid FROM messages WHERE mailbox_id = ? AND uid <= ? "
               "AND blob_id IN (SELECT blob_id FROM search_unindexed)")
 # Candidates by trigrams; the subquery is evaluated once, then the mailbox's rows are scanned
-# (messages has no index by blob), and only the candidates' stored text is read.
+# (messages has no index by blob), and only the candidates' stored text is read: for TEXT the
+# headers and the body, for BODY the body, for the header keys nothing (the caller checks).
 _CANDIDATES = ("FROM messages m JOIN search_text t ON t.blob_id = m.blob_id "
                "WHERE m.mailbox_id = ? AND m.uid <= ? "
                "AND m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)")
-_CONFIRM = {
-    "text": " AND (instr(t.headers, ?) > 0 OR instr(t.body, ?) > 0)",
-    "body": " AND instr(t.body, ?) > 0",
-    "any": "",
-}
+_COLUMNS = {"text": "m.uid, t.headers, t.body", "body": "m.uid, t.body", "any": "m.uid"}
 # Bodies handed to a rebuild per write job: forgetting a body's trigrams costs about as much
 # as indexing it.
 _RESET_BATCH = 200
@@ -45,26 +48,33 @@ _RESET_BATCH = 200
 class SearchOps(SQLiteBase):
     async def search_index(self, mailbox_id: int, max_uid: int,
                            queries: Sequence[tuple[str, str]]) -> IndexAnswer:
-        plans: list[tuple[str, list[object]] | None] = []
+        plans: list[tuple[str, str, bytes] | None] = []
         for scope, needle in queries:
-            if scope not in _CONFIRM:
+            if scope not in _COLUMNS:
                 raise ValueError(f"not a search index scope: {scope!r}")
             match = fts_query(needle)
-            if match is None:
-                plans.append(None)
-                continue
-            args: list[object] = [mailbox_id, max_uid, match]
-            if scope != "any":
-                key = needle.encode("utf-8")
-                args += [key, key] if scope == "text" else [key]
-            plans.append(("SELECT m.uid " + _CANDIDATES + _CONFIRM[scope], args))
+            plans.append(None if match is None else (scope, match, needle.encode("utf-8")))
 
         def q(conn: sqlite3.Connection) -> IndexAnswer:
             unindexed = frozenset(r[0] for r in conn.execute(_UNINDEXED, (mailbox_id, max_uid)))
-            found = tuple(None if plan is None else
-                          frozenset(r[0] for r in conn.execute(plan[0], plan[1]))
-                          for plan in plans)
-            return IndexAnswer(found, unindexed)
+            found: list[frozenset[int] | None] = []
+            for plan in plans:
+                if plan is None:
+                    found.append(None)
+                    continue
+                scope, match, key = plan
+                rows = conn.execute(f"SELECT {_COLUMNS[scope]} {_CANDIDATES}",
+                                    (mailbox_id, max_uid, match))
+                # The confirmation: the needle's UTF-8 in the stored UTF-8 is the needle in
+                # the text (sqlite_index_rows.encode_text).
+                if scope == "any":
+                    found.append(frozenset(r[0] for r in rows))
+                elif scope == "body":
+                    found.append(frozenset(r[0] for r in rows if key in unpack(r[1])))
+                else:
+                    found.append(frozenset(r[0] for r in rows
+                                           if key in unpack(r[1]) or key in unpack(r[2])))
+            return IndexAnswer(tuple(found), unindexed)
         return await self._read_snapshot(q)
 
     async def search_index_backfill(self, max_chars: int = 64 * 1024,
