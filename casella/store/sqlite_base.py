@@ -31,7 +31,6 @@ from casella.errors import (
     StorageError,
 )
 from casella.store import sqlite_schema
-from casella.store.sqlite_index_rows import forget_index, write_index
 from casella.store.base import UidRanges
 from casella.store.blobs import BlobStore, ParsedData, StagedBlob
 from casella.store.changes import ChangeBus
@@ -45,6 +44,7 @@ from casella.store.model import (
     MessageMeta,
     join_flags,
 )
+from casella.store.sqlite_index_rows import forget_index, write_index
 
 log = logging.getLogger("casella.store")
 

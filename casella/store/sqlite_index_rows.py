@@ -61,24 +61,25 @@ def insert_rows(cur: sqlite3.Connection, rows: Sequence[IndexRow]) -> None:
         cur.executemany(_INSERT_FTS, rows)
 
 
-def write_index(cur: sqlite3.Connection, new: Sequence[tuple[int, "ParsedData", bool]],
-                known: Sequence[tuple[int, "ParsedData"]]) -> None:
+def write_index(cur: sqlite3.Connection, new: Sequence[tuple[int, ParsedData, bool]],
+                known: Sequence[tuple[int, ParsedData]]) -> None:
     """Index the blobs a batch stored: `new` holds (blob id, parsed data, whether a mailbox
     message references it); a body only queued for sending is marked unindexed (pending 0),
     as is one too big to index. `known`: blobs that mailbox messages of the batch reference
     without having stored them: one stored by the batch for the queue, or earlier and not
     indexed yet (queued, or stored before version 12), is indexed now."""
-    stored = {blob_id: [parsed, for_message] for blob_id, parsed, for_message in new}
-    wanted: dict[int, "ParsedData"] = {}
+    stored = {blob_id: parsed for blob_id, parsed, _ in new}
+    for_messages = {blob_id for blob_id, _, for_message in new if for_message}
+    wanted: dict[int, ParsedData] = {}
     for blob_id, parsed in known:
         if blob_id in stored:
-            stored[blob_id][1] = True
+            for_messages.add(blob_id)
         elif parsed.index is not None:
             wanted[blob_id] = parsed
     rows: list[IndexRow] = []
     marks: list[tuple[int, int]] = []
-    for blob_id, (parsed, for_message) in stored.items():
-        if for_message and parsed.index is not None:
+    for blob_id, parsed in stored.items():
+        if blob_id in for_messages and parsed.index is not None:
             rows.append(index_row(blob_id, parsed.index, parsed.search))
         else:
             marks.append((blob_id, 0))

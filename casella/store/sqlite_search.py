@@ -82,6 +82,8 @@ class SearchOps(SQLiteBase):
         root = str(self.blobs.root)
         cols = ", ".join(f"coalesce(b.{c}, '')" for c in SEARCH_COLUMNS)
 
+        waiting = 0
+
         def read(conn: sqlite3.Connection) -> list[tuple[int, str, IndexRow | None]]:
             nonlocal waiting
             rows = conn.execute(
@@ -105,7 +107,6 @@ class SearchOps(SQLiteBase):
             if not out:
                 waiting = len(rows)
             return out
-        waiting = 0
         computed = await self._read(read)
         if not computed:
             return 0, waiting        # nothing to write: the write lock is not taken

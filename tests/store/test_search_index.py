@@ -72,7 +72,7 @@ def _mime(subject: str, sender: str, parts: list[tuple[str, str, str, str]]) -> 
     """A message with the given (subtype, charset, transfer encoding, text) text parts."""
     head = (f"From: {sender}\r\nTo: Bob <bob@example.test>\r\nSubject: {subject}\r\n"
             f"X-Note: =?utf-8?b?{base64.b64encode(subject.encode()).decode()}?=\r\n"
-            "MIME-Version: 1.0\r\n").encode("utf-8")
+            "MIME-Version: 1.0\r\n").encode()
     leaves = []
     for subtype, charset, cte, text in parts:
         if subtype == "html":
