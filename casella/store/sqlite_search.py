@@ -30,16 +30,15 @@ from casella.store.sqlite_index_rows import insert_rows as _insert_rows
 from casella.store.sqlite_reads import _read_piece
 from casella.store.sqlite_schema import SEARCH_COLUMNS
 
-# The messages (of one mailbox, up to a UID) whose body the index does not hold.
-_UNINDEXED = ("SELECT uid FROM messages WHERE mailbox_id = ? AND uid <= ? "
-              "AND blob_id IN (SELECT blob_id FROM search_unindexed)")
-# Candidates by trigrams; the subquery is evaluated once, then the mailbox's rows are scanned
-# (messages has no index by blob), and only the candidates' stored text is read: for TEXT the
+# One scan of the mailbox's rows (messages has no index by blob) finds the candidates by
+# trigrams and the messages whose body the index does not hold (no search_text row: the
+# subqueries are evaluated once each); only the candidates' stored text is read: for TEXT the
 # headers and the body, for BODY the body, for the header keys nothing (the caller checks).
-_CANDIDATES = ("FROM messages m JOIN search_text t ON t.blob_id = m.blob_id "
+_CANDIDATES = ("FROM messages m LEFT JOIN search_text t ON t.blob_id = m.blob_id "
                "WHERE m.mailbox_id = ? AND m.uid <= ? "
-               "AND m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)")
-_COLUMNS = {"text": "m.uid, t.headers, t.body", "body": "m.uid, t.body", "any": "m.uid"}
+               "AND (m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?) "
+               "OR m.blob_id IN (SELECT blob_id FROM search_unindexed))")
+_COLUMNS = {"text": "t.headers, t.body", "body": "t.body", "any": "NULL"}
 # Bodies handed to a rebuild per write job: forgetting a body's trigrams costs about as much
 # as indexing it.
 _RESET_BATCH = 200
@@ -56,25 +55,28 @@ class SearchOps(SQLiteBase):
             plans.append(None if match is None else (scope, match, needle.encode("utf-8")))
 
         def q(conn: sqlite3.Connection) -> IndexAnswer:
-            unindexed = frozenset(r[0] for r in conn.execute(_UNINDEXED, (mailbox_id, max_uid)))
+            unindexed: set[int] = set()
             found: list[frozenset[int] | None] = []
             for plan in plans:
                 if plan is None:
                     found.append(None)
                     continue
                 scope, match, key = plan
-                rows = conn.execute(f"SELECT {_COLUMNS[scope]} {_CANDIDATES}",
-                                    (mailbox_id, max_uid, match))
-                # The confirmation: the needle's UTF-8 in the stored UTF-8 is the needle in
-                # the text (sqlite_index_rows.encode_text).
-                if scope == "any":
-                    found.append(frozenset(r[0] for r in rows))
-                elif scope == "body":
-                    found.append(frozenset(r[0] for r in rows if key in unpack(r[1])))
-                else:
-                    found.append(frozenset(r[0] for r in rows
-                                           if key in unpack(r[1]) or key in unpack(r[2])))
-            return IndexAnswer(tuple(found), unindexed)
+                hits = []
+                # Every query's scan finds the same unindexed messages (one snapshot).
+                unindexed.clear()
+                for uid, indexed, *texts in conn.execute(
+                        f"SELECT m.uid, t.blob_id IS NOT NULL, {_COLUMNS[scope]} {_CANDIDATES}",
+                        (mailbox_id, max_uid, match)):
+                    if not indexed:
+                        unindexed.add(uid)
+                    # The confirmation: the needle's UTF-8 in the stored UTF-8 is the needle
+                    # in the text (sqlite_index_rows.encode_text).
+                    elif scope == "any" or any(key in unpack(t) for t in texts):
+                        hits.append(uid)
+                found.append(frozenset(hits))
+            # With no query looked up, nothing is answered and every message is checked.
+            return IndexAnswer(tuple(found), frozenset(unindexed))
         return await self._read_snapshot(q)
 
     async def search_index_backfill(self, max_chars: int = 64 * 1024,
