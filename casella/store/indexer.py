@@ -21,8 +21,13 @@ from casella.store.base import Store
 
 log = logging.getLogger("casella.store")
 
-# Between two batches: the write lock and a reader thread are free for the sessions.
+# Between two batches the write lock, a reader thread and the GIL are free for the sessions:
+# at least this long, and at least as long as the batch took (so the backfill has at most half
+# of the time, whatever the load).
 PAUSE = 0.02
+# A batch: about two or three typical messages, a few milliseconds of the write lock.
+BATCH_CHARS = 16 * 1024
+BATCH_BODIES = 20
 # With nothing waiting (or nothing that could be indexed now): the next look.
 IDLE = 60.0
 
@@ -50,8 +55,10 @@ class SearchIndexer:
         done = 0
         started = 0.0
         while True:
+            began = time.monotonic()
             try:
-                step, waiting = await self.store.search_index_backfill()
+                step, waiting = await self.store.search_index_backfill(BATCH_CHARS,
+                                                                       BATCH_BODIES)
             except StorageError as exc:
                 log.warning("search index backfill: %s; trying again in %.0f s", exc, self.idle)
                 await asyncio.sleep(self.idle)
@@ -62,7 +69,7 @@ class SearchIndexer:
                          step + waiting)
             done += step
             if waiting and step:
-                await asyncio.sleep(self.pause)
+                await asyncio.sleep(max(self.pause, time.monotonic() - began))
                 continue
             if done:
                 log.info("search index: %d bodies indexed in %.0f s", done,
