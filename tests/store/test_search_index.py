@@ -208,6 +208,32 @@ async def test_written_with_the_message_and_gone_with_its_body(store: Store) -> 
     assert (await store.search_index_status()).indexed == 0
 
 
+async def _collected(store: Store, indexed: int) -> bool:
+    await store.add_domain(f"flush{indexed}.test")  # a write, after which the collector runs
+    for _ in range(200):
+        if (await store.search_index_status()).indexed == indexed:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_gone_with_a_deleted_mailbox_or_account(store: Store) -> None:
+    """Deleting a mailbox, then an account, removes the index rows of the bodies no message
+    holds any more (and keeps those other mailboxes still hold)."""
+    acct, inbox = await _fresh(store)
+    await store.create_mailbox(acct, "Lists")
+    lists = await store.get_mailbox(acct, "Lists")
+    assert lists is not None
+    body = [("plain", "utf-8", "8bit", "kept")]
+    await _append_all(store, inbox, [_mime("a", "a@b.c", body), _mime("b", "a@b.c", body)])
+    await _append_all(store, lists.id, [_mime("a", "a@b.c", body), _mime("c", "a@b.c", body)])
+    assert (await store.search_index_status()).indexed == 3
+    await store.delete_mailbox(acct, "Lists")
+    assert await _collected(store, 2)
+    await store.remove_account("a@example.test")
+    assert await _collected(store, 0)
+
+
 async def test_queued_bodies_wait_and_big_ones_are_left_out(store: Store) -> None:
     """A body only queued for sending is not indexed; a text over the limit is left out, and
     the scan answers for it."""
