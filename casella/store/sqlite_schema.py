@@ -311,11 +311,11 @@ CREATE TABLE api_tokens (
 # the same texts by trigram (SQLite FTS5, contentless, detail=none: which rows hold a trigram,
 # not where; about a quarter of the text's size); a row's trigrams are removed by telling FTS5
 # its text again, from search_text. Every blob has a row either there or in
-# `search_unindexed`: `pending` 1 for
-# a body not indexed yet (stored before version 12, or by the outbound queue), which the
-# background backfill takes up; 0 for one whose text is too big to index
-# (casella.mail.text.INDEX_MAX_TEXT_BYTES). SEARCH reads the messages of unindexed bodies as
-# before. The rows go with the blob's own when it is collected.
+# `search_unindexed`: `pending` 1 for a body the background backfill is to index (stored before
+# version 12, handed back by `casella index rebuild`, or found missing at start-up); 0 for one
+# left out: its text is too big (casella.mail.text.INDEX_MAX_TEXT_BYTES), or it is only queued
+# for sending (indexed when a mailbox message comes to hold it). SEARCH reads the messages of
+# unindexed bodies as before. The rows go with the blob's own when it is collected.
 SCHEMA_V12 = """
 CREATE TABLE search_text (
     blob_id INTEGER PRIMARY KEY,
