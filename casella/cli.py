@@ -20,7 +20,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from casella import cli_admin, cli_index, cli_move, cli_outbound, cli_sieve
-from casella.config import Config, format_size, load_config, parse_size
+from casella.config import Config, format_size, human_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
 
@@ -33,15 +33,6 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"casella: {message}", file=sys.stderr)
         raise SystemExit(2)
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _read_password(args: argparse.Namespace, required: bool = True) -> str | None:
@@ -179,10 +170,10 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
             print(f"created   {time.strftime('%Y-%m-%d %H:%M', time.gmtime(acct.created))} UTC")
             if acct.quota_bytes:
                 pct = 100.0 * acct.used_bytes / acct.quota_bytes
-                print(f"quota     {_human(acct.used_bytes)} of {_human(acct.quota_bytes)} "
+                print(f"quota     {human_size(acct.used_bytes)} of {human_size(acct.quota_bytes)} "
                       f"used ({pct:.1f}%)")
             else:
-                print(f"quota     {_human(acct.used_bytes)} used (unlimited)")
+                print(f"quota     {human_size(acct.used_bytes)} used (unlimited)")
             print(f"messages  {acct.used_messages}")
             if acct.pop3_delete is not None or acct.pop3_expire_days is not None:
                 days = acct.pop3_expire_days if acct.pop3_expire_days is not None \
@@ -194,12 +185,12 @@ def cmd_user(config: Config, args: argparse.Namespace) -> int:
             print("mailboxes")
             print(f"  {'name':<24} {'messages':>8} {'unseen':>7} {'size':>11}  special-use")
             for mb in await store.list_mailboxes(acct.id):
-                print(f"  {mb.name:<24} {mb.messages:>8} {mb.unseen:>7} {_human(mb.size):>11}"
+                print(f"  {mb.name:<24} {mb.messages:>8} {mb.unseen:>7} {human_size(mb.size):>11}"
                       f"  {mb.special_use or ''}{'' if mb.selectable else ' (no messages: parent only)'}")
         elif action == "list":
             for acct in await store.list_accounts(args.domain):
-                quota = _human(acct.quota_bytes) if acct.quota_bytes else "unlimited"
-                print(f"{acct.address}\t{_human(acct.used_bytes)} of {quota}\t"
+                quota = human_size(acct.quota_bytes) if acct.quota_bytes else "unlimited"
+                print(f"{acct.address}\t{human_size(acct.used_bytes)} of {quota}\t"
                       f"{acct.used_messages} messages")
         elif action == "forward":
             await cli_sieve.forward_command(store, config, args)

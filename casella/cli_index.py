@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from casella.config import Config
+from casella.config import Config, human_size
 from casella.errors import UserError
 
 # Progress is printed at most this often (seconds).
@@ -28,17 +28,13 @@ _BATCH_CHARS = 64 * 1024
 _BATCH_BODIES = 100
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
-
-
 async def index_command(store: Any, args: argparse.Namespace) -> int:
     if args.action == "status":
         s = await store.search_index_status()
         print(f"bodies indexed: {s.indexed}")
         print(f"waiting for the backfill: {s.pending}")
         print(f"left out (text too big; SEARCH reads them): {s.left_out}")
-        print(f"size: trigrams {_mib(s.index_bytes)}, text {_mib(s.text_bytes)}")
+        print(f"size: trigrams {human_size(s.index_bytes)}, text {human_size(s.text_bytes)}")
         return 0
     account_id = None
     who = "every user"
@@ -64,7 +60,7 @@ async def index_command(store: Any, args: argparse.Namespace) -> int:
             raise UserError(f"{waiting} bodies could not be indexed now; try again")
     s = await store.search_index_status()
     print(f"done: {s.indexed} bodies indexed, {s.left_out} left out; "
-          f"trigrams {_mib(s.index_bytes)}, text {_mib(s.text_bytes)}")
+          f"trigrams {human_size(s.index_bytes)}, text {human_size(s.text_bytes)}")
     return 0
 
 

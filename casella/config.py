@@ -69,6 +69,17 @@ def format_size(n: int) -> str:
     return str(n)
 
 
+def human_size(n: int) -> str:
+    """A byte count for people to read (574 bytes, 1.5 MB, 1.0 GB: units of 1024), as the
+    customer page, the quota warnings and the admin CLI all show sizes."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
 @dataclass(frozen=True)
 class HostPort:
     host: str

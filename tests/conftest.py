@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import importlib.util
+import os
 import ssl
 import subprocess
 import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from casella.config import LISTENER_NAMES, Config, config_from_mapping, parse_size
 from casella.eventloop import new_event_loop
 from casella.server import PROVIDERS, Server
+from casella.smtp.resolver import StaticResolver, set_resolver
 from casella.store.model import Account
+from tests.outbound.fakemx import FakeMX
 
 T = TypeVar("T")
 
@@ -168,3 +171,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def remote() -> Iterator[FakeMX]:
+    """A fake remote MX on loopback, for `[delivery] routes` to send to."""
+    mx = FakeMX()
+    yield mx
+    mx.close()
+
+
+@pytest.fixture
+def dns() -> Iterator[StaticResolver]:
+    """A resolver answering only what the test puts in it, in place of the system's."""
+    r = StaticResolver()
+    previous = set_resolver(r)
+    yield r
+    set_resolver(previous)

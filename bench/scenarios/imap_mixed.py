@@ -9,6 +9,8 @@ fixed time. One session is ten commands, each counted as one operation:
 The APPEND and the EXPUNGE keep each mailbox at its seeded size, and the message appended in
 one session is the "new mail" the next session fetches. Before timing, every mailbox is opened
 once and fully fetched (untimed), so Dovecot's index and cache exist, as on a live server.
+Memory per connection: the servers' PSS while the clients run (highest sample) less their PSS
+before the first client connected, divided by the number of clients.
 
 Must never: share a mailbox between clients (that would measure lock waits, not throughput).
 """
@@ -20,7 +22,7 @@ import math
 import random
 import time
 
-from bench import corpus
+from bench import corpus, procmem
 from bench.clients.base import source_addresses
 from bench.clients.imap import ImapClient, Response
 from bench.endpoint import Context, Endpoint
@@ -41,7 +43,7 @@ _HEADERS = (b"UID FETCH %d:* (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADE
 
 
 def _client_counts(ctx: Context) -> list[int]:
-    return ctx.clients or ([10] if ctx.quick else [10, 50])
+    return ctx.clients or ([10] if ctx.quick else [10, 50, 200])
 
 
 def needs(plan: Plan, ctx: Context) -> None:
@@ -134,6 +136,8 @@ async def run(ep: Endpoint, case: Case, ctx: Context) -> list[Result]:
     if ep.imap_port is None:
         return [failed(NAME, case.label, ep.server("imap"), "ops/s", "no IMAP port")]
     await warm_up(ep, [ep.user("mixed", i) for i in range(n)])
+    pss_before, _ = await asyncio.to_thread(procmem.pss_total, ep.pids(ROLES))
+    sampler = procmem.PeakSampler(lambda: ep.pids(ROLES), 0.5).start()
     lat = Latencies()
     clients = [_Client(ep, i, lat, 1000 + i) for i in range(n)]
     sources = source_addresses(ep.host)
@@ -150,8 +154,12 @@ async def run(ep: Endpoint, case: Case, ctx: Context) -> list[Result]:
                 failures.append(f"{type(exc).__name__}: {exc}"[:200])
                 await asyncio.sleep(0.1)
 
-    await asyncio.gather(*(loop(cl) for cl in clients))
+    try:
+        await asyncio.gather(*(loop(cl) for cl in clients))
+    finally:
+        pss_peak = await asyncio.to_thread(sampler.stop)
     elapsed = time.monotonic() - t0
+    per_conn_kib = (pss_peak - pss_before) / n / 1024 if pss_peak and pss_before else math.nan
     ops = sum(cl.ops for cl in clients)
     sessions = sum(cl.sessions for cl in clients)
     errors = [e for cl in clients for e in cl.errors] + failures
@@ -160,8 +168,12 @@ async def run(ep: Endpoint, case: Case, ctx: Context) -> list[Result]:
                  ops / elapsed if ops else math.nan, p50_ms=p50, p99_ms=p99,
                  detail={"ops": ops, "sessions": sessions, "seconds": elapsed,
                          "by_command": lat.by_name(), "errors": len(errors),
+                         "pss_before": pss_before, "pss_peak": pss_peak,
+                         "kib_per_connection": per_conn_kib,
                          "first_errors": errors[:3]})
+    if not math.isnan(per_conn_kib):
+        res.note = f"{per_conn_kib:,.0f} KiB per connection"
     if errors:
-        res.note = f"{len(errors)} errors, e.g. {errors[0][:150]}"
+        res.note = f"{len(errors)} errors, e.g. {errors[0][:150]}; " + res.note
         res.ok = not failures and len(errors) < ops / 100
     return [res]

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Iterable
 from email.utils import formatdate
 
-from casella.config import QuotaConfig
+from casella.config import QuotaConfig, human_size
 from casella.errors import CasellaError
 from casella.mail.headers import encode_word
 from casella.store.base import Store
@@ -33,13 +33,6 @@ _configs: weakref.WeakKeyDictionary[Store, QuotaConfig] = weakref.WeakKeyDiction
 def configure(store: Store, config: QuotaConfig) -> None:
     """Use these texts for warnings about mail in this store."""
     _configs[store] = config
-
-
-def human_size(n: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def warning_message(config: QuotaConfig, hostname: str, account: Account, percent: int,

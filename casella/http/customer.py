@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from casella.auth.passwords import hash_password
+from casella.config import human_size
 from casella.errors import NotFound, UserError
 from casella.http.common import APP, SESSIONS, USER, peer_ip, render, settings_of
 from casella.http.rulesview import rules_context
@@ -54,15 +55,6 @@ _POLICY_TEXT = {
     "move-to-trash": "moved to the Trash folder",
     "hide": "hidden from POP3 but kept for IMAP (webmail, phone)",
 }
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def _when(ts: int) -> str:

@@ -82,6 +82,13 @@ def _all_uids(conn: sqlite3.Connection, mailbox_id: int) -> list[int]:
 class MailOps(SQLiteBase):
     # --- mailboxes -------------------------------------------------------------------------
 
+    def _create_missing_parents(self, cur: sqlite3.Connection, account_id: int,
+                                canon: str) -> None:
+        """RFC 3501 CREATE: "a/b/c" brings "a" and "a/b" into being when they are not there."""
+        for parent in parent_names(canon):
+            if self._find_mailbox(cur, account_id, parent) is None:
+                self._create_mailbox_row(cur, account_id, parent, None)
+
     def _create_mailbox_row(self, cur: sqlite3.Connection, account_id: int, name: str,
                             special_use: str | None, selectable: bool = True) -> int:
         c = cur.execute(
@@ -121,9 +128,7 @@ class MailOps(SQLiteBase):
         def op(txn: _Txn) -> Mailbox:
             cur = txn.cur
             self._account_row(cur, account_id)
-            for parent in parent_names(canon):
-                if self._find_mailbox(cur, account_id, parent) is None:
-                    self._create_mailbox_row(cur, account_id, parent, None)
+            self._create_missing_parents(cur, account_id, canon)
             existing = self._find_mailbox(cur, account_id, canon)
             if existing is not None:
                 if existing.selectable:

@@ -20,7 +20,7 @@ from casella.store.model import (
     split_flags,
     valid_pop3_uidl,
 )
-from casella.store.names import normalize_mailbox_name, parent_names
+from casella.store.names import normalize_mailbox_name
 from casella.store.sqlite_base import _DELETED_BIT, _SEEN_BIT, _now, _Txn
 from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_mail import MailOps
@@ -50,9 +50,7 @@ class MoveOps(MailOps, ImapExtOps):
         def op(txn: _Txn) -> Mailbox:
             cur = txn.cur
             self._account_row(cur, account_id)
-            for parent in parent_names(canon):
-                if self._find_mailbox(cur, account_id, parent) is None:
-                    self._create_mailbox_row(cur, account_id, parent, None)
+            self._create_missing_parents(cur, account_id, canon)
             mb = self._find_mailbox(cur, account_id, canon)
             if mb is None:
                 c = cur.execute(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.util import fails, ok
+
 CASELLA = [str(Path(sys.executable).parent / "casella")]
 
 
@@ -25,19 +27,6 @@ def cli(tmp_path: Path):
     return run
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def fails(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert "Traceback" not in result.stderr
-    return result.stderr
-
-
 def test_domain_user_alias_lifecycle(cli) -> None:
     ok(cli("domain", "add", "example.test"))
     assert "already exists" in fails(cli("domain", "add", "Example.test"))
@@ -47,12 +36,12 @@ def test_domain_user_alias_lifecycle(cli) -> None:
     show = ok(cli("user", "show", "alice@example.test"))
     for name in ("INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"):
         assert name in show
-    assert "512.0 MiB" in show and "0 B of" in show
+    assert "512.0 MB" in show and "0 bytes of" in show
     assert "s3cret" not in show
     assert "alice@example.test" in ok(cli("user", "list"))
     assert "alice@example.test" in ok(cli("user", "list", "example.test"))
     ok(cli("user", "quota", "alice@example.test", "1G"))
-    assert "1.0 GiB" in ok(cli("user", "show", "alice@example.test"))
+    assert "1.0 GB" in ok(cli("user", "show", "alice@example.test"))
     ok(cli("user", "passwd", "alice@example.test", "--password", "other"))
     ok(cli("alias", "add", "info@example.test", "alice@example.test", "x@remote.org"))
     ok(cli("alias", "add", "@example.test", "alice@example.test"))

@@ -20,6 +20,7 @@ from casella.config import config_from_mapping
 from casella.dnsrecords import mta_sts_id, mta_sts_policy
 from casella.smtp.dkim import load_keys
 from tests.cli.dnsserver import ZoneServer
+from tests.cli.util import fails, ok
 from tests.conftest import RunningServer
 from tests.http.conftest import AdminSite
 
@@ -61,19 +62,6 @@ def dns_servers() -> Iterator[Callable[..., ZoneServer]]:
     yield start
     for server in started:
         server.close()
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def fails(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert "Traceback" not in result.stderr
-    return result.stderr
 
 
 def parse_zone(text: str) -> dict[tuple[str, str], list[str]]:

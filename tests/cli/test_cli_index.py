@@ -13,7 +13,7 @@ import pytest
 from casella.store.model import AppendItem
 from casella.store.sqlite import SQLiteStore
 from tests.cli.test_cli import cli as cli_fixture
-from tests.cli.test_cli import fails, ok
+from tests.cli.util import fails, ok
 
 cli = cli_fixture
 
@@ -63,7 +63,7 @@ def users(cli, tmp_path):  # type: ignore[no-untyped-def]
 def test_index_status_and_rebuild(users, tmp_path) -> None:  # type: ignore[no-untyped-def]
     status = ok(users("index", "status"))
     assert "bodies indexed: 31" in status and "waiting for the backfill: 0" in status
-    assert "MiB" in status
+    assert "size: trigrams " in status and " KB, text " in status
     out = ok(users("index", "rebuild", "--user", "bob@example.test"))
     lines = out.splitlines()
     assert lines[0] == "rebuilding the search index of bob@example.test: 30 bodies"

@@ -15,6 +15,7 @@ import pytest
 
 from casella.store.model import QueueRecipient
 from casella.store.sqlite import SQLiteStore
+from tests.cli.util import fails, ok
 
 CASELLA = [str(Path(sys.executable).parent / "casella")]
 
@@ -31,19 +32,6 @@ def cli(tmp_path: Path):
                               env={**os.environ, "CASELLA_CONFIG": ""})
     run.data_dir = tmp_path / "data"  # type: ignore[attr-defined]
     return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def fails(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert "Traceback" not in result.stderr
-    return result.stderr
 
 
 def enqueue(data_dir: Path, sender: str, recipients: list[str],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli.test_cli import cli as cli_fixture
-from tests.cli.test_cli import fails, ok
+from tests.cli.util import fails, ok
 
 cli = cli_fixture
 

@@ -20,7 +20,7 @@ import pytest
 from casella.delivery.filtering import filtering_for
 from casella.delivery.sieve.pagesection import END
 from casella.http.rulesview import today
-from casella.smtp.resolver import StaticResolver, set_resolver
+from casella.smtp.resolver import StaticResolver
 from tests.conftest import RunningServer
 from tests.http.conftest import PASSWORD, base_url, csrf_of, log_in
 from tests.outbound.fakemx import FakeMX
@@ -31,21 +31,6 @@ ALICE = "alice@example.test"
 OWN_SCRIPT = (b'require ["fileinto", "mailbox"];\r\n# rule:[invoices]\r\n'
               b'if header :contains "subject" "invoice" {\r\n'
               b'  fileinto :create "Invoices";\r\n}\r\n')
-
-
-@pytest.fixture
-def remote() -> Iterator[FakeMX]:
-    mx = FakeMX()
-    yield mx
-    mx.close()
-
-
-@pytest.fixture
-def dns() -> Iterator[StaticResolver]:
-    r = StaticResolver()
-    previous = set_resolver(r)
-    yield r
-    set_resolver(previous)
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def seed(port: int, sep: str) -> None:
     c = imaplib.IMAP4("127.0.0.1", port)
     c.login(USER, PASSWORD)
     for name in ("Sent", FOLDERS["Lists/dev"].format(sep=sep), FOLDERS["Grüße"]):
-        assert c.create(name)[0] == "OK", name
+        typ, data = c.create(name)
+        assert typ == "OK", (name, data)
     for n in range(14):
         flags = ["\\Seen"] if n % 3 == 0 else []
         flags += ["\\Flagged"] if n % 5 == 0 else []

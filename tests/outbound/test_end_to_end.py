@@ -8,31 +8,16 @@ from __future__ import annotations
 import re
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import dkim
 import pytest
 
 from casella.smtp.dkim import generate_keys
-from casella.smtp.resolver import StaticResolver, set_resolver
+from casella.smtp.resolver import StaticResolver
 from tests.outbound.fakemx import FakeMX
 from tests.outbound.helpers import dsn_fields, mailbox_messages, parse
-
-
-@pytest.fixture
-def remote() -> Iterator[FakeMX]:
-    mx = FakeMX()
-    yield mx
-    mx.close()
-
-
-@pytest.fixture
-def dns() -> Iterator[StaticResolver]:
-    r = StaticResolver()
-    previous = set_resolver(r)
-    yield r
-    set_resolver(previous)
 
 
 @pytest.fixture
