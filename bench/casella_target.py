@@ -165,6 +165,22 @@ class Casella:
         finally:
             await store.close()
 
+    async def index_status(self) -> dict[str, int]:
+        """The search index's counts and size (`casella index status`), read through the store
+        contract beside the running server; {} for a casella without the index."""
+        from casella.config import load_config
+        from casella.server import open_store
+
+        store = open_store(load_config(self.config_path))
+        if not hasattr(store, "search_index_status"):
+            return {}
+        await store.open(repair=False)
+        try:
+            status = await store.search_index_status()
+            return dataclasses.asdict(status)
+        finally:
+            await store.close()
+
     def errors(self) -> list[str]:
         """Tracebacks and error lines casella logged during the run (for the notes)."""
         try:

@@ -226,7 +226,8 @@ async def managed(args: argparse.Namespace, mods: list[ModuleType], ctx: Context
                 smtp_port=casella.smtp_port,
                 servers={"smtp": "casella", "imap": "casella", "pop3": "casella"},
                 pid_sources={r: casella.pids for r in ("smtp", "imap", "pop3")},
-                synchronous_delivery=True, count_inbox=casella.inbox_count))
+                synchronous_delivery=True, count_inbox=casella.inbox_count,
+                index_status=casella.index_status))
             if args.profile:
                 profiler = Profiler(args.profile, casella.pids, work)
         if peers_ok and mail_root is not None:

@@ -32,6 +32,7 @@ class Endpoint:
     maildir_root: Path | None = None             # peers: deliveries are counted from Maildir
     synchronous_delivery: bool = False           # casella: a 250 means "in INBOX" already
     count_inbox: Callable[[str], Awaitable[int]] | None = None   # casella: via its store
+    index_status: Callable[[], Awaitable[dict[str, int]]] | None = None  # casella's search index
     notes: list[str] = field(default_factory=list)
 
     def user(self, kind: str, n: int | None = None) -> str:

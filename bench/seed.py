@@ -114,7 +114,7 @@ def _work(addr: str, start: int, stop: int, blob_tmp: str | None,
             p = parse(msg.data)
             out.append((tmp, hashlib.sha256(msg.data).hexdigest(), len(msg.data),
                         (p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview,
-                         p.search),
+                         p.search, p.index),
                         msg.internaldate, msg.flags))
     return out
 

@@ -1,6 +1,6 @@
 """The admin command line: `casella [--config FILE] serve | domain | user | alias | queue |
-sieve` (and the commands of casella.cli_outbound, casella.cli_move, casella.cli_admin and
-casella.cli_store).
+sieve | index` (and the commands of casella.cli_outbound, casella.cli_move, casella.cli_admin,
+casella.cli_store and casella.cli_index).
 
 Lives here: argument parsing, the exit-code rules of DESIGN.md (0 ok; 1 and one line on stderr
 for a user error; 2 for bad usage) and plain-text output for an admin. Every command goes
@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable
 
-from casella import cli_admin, cli_move, cli_outbound, cli_sieve, cli_store
+from casella import cli_admin, cli_index, cli_move, cli_outbound, cli_sieve, cli_store
 from casella.config import Config, format_size, human_size, load_config, parse_size
 from casella.errors import CasellaError, UserError
 
@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_admin.add_parsers(sub, _Parser, _store_run)
     # migrate (issue 19), store stats|compact (issue 21)
     cli_store.add_parsers(sub, _Parser, _store_run)
+    # index (issue 21)
+    cli_index.add_parsers(sub, _Parser, _store_run)
     return p
 
 

@@ -99,7 +99,7 @@ class Server:
         self._repair = repair
         self._run_background = run_background
         # Long-running services with start()/stop() (the outbound queue runner, the online
-        # vacuum).
+        # vacuum, the search index's backfill).
         self.background: list[Any] = []
         # Listener services with async open()/close() around their listeners' life (HTTP).
         self._opened: list[Any] = []
@@ -160,6 +160,7 @@ class Server:
                                                           sock=sockets[name])
         if self._run_background:
             from casella.smtp.queue import QueueRunner
+            from casella.store.indexer import SearchIndexer
             from casella.store.vacuum import VacuumRunner
 
             self.background.append(QueueRunner(store, config))
@@ -169,6 +170,7 @@ class Server:
                 step_pages=config.store.vacuum_step_pages,
                 interval=config.store.vacuum_interval,
                 check_interval=config.store.vacuum_check_interval))
+            self.background.append(SearchIndexer(store))
         for obj in self.background:
             await obj.start()
 

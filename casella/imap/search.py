@@ -6,13 +6,23 @@ Lives here: `Criteria`, built from a parsed key tree and the CHARSET (US-ASCII a
 NO [BADCHARSET]); `run_search`, which answers a program made only of system flags, keywords,
 internal dates, sizes and non-empty FROM/TO/CC/BCC/SUBJECT strings with one store query
 (`Store.search_uids`: SQLite answers UNSEEN from an index, and the header keys from the values
-worked out at delivery) and otherwise walks the mailbox in batches, cheapest keys first: flags,
+worked out at delivery, the search index narrowing them) and otherwise walks the mailbox in
+batches, cheapest keys first: flags,
 dates, sizes, UIDs and sequence numbers from message metadata; header keys from the stored
 header block (read only for the messages that passed the metadata keys; the decoded values of a
 header block are kept in a bounded per-process cache, so repeated searches do not parse it
 again); BODY and TEXT from the decoded text parts (`casella.mail.text`), read only for messages
-that pass every cheaper key. Matching is case-insensitive substring on decoded text. Must never:
-touch SQL or files directly, or answer with EXPUNGE (X1).
+that pass every cheaper key. Matching is case-insensitive substring on decoded text.
+
+The search index (issue 21, `Store.search_index`) answers TEXT and BODY exactly for the
+messages it holds, and narrows the header keys: before the walk the store says, for each such
+key whose needle it can look up, which messages hold the needle (TEXT, BODY: exactly the
+messages the check below would keep; header keys: a superset), and which messages it does not
+hold (stored before the index, or too big). The walk then visits only the candidates, those
+plus the messages it does not hold, wherever the keys leave no other way to match (an AND of
+such a key and anything, an OR of two); a message the index holds has its TEXT and BODY keys
+decided by the index (its body is not read), and one it does not hold is checked as before.
+Must never: touch SQL or files directly, or answer with EXPUNGE (X1).
 """
 
 from __future__ import annotations
@@ -33,7 +43,13 @@ from casella.imap import seqset
 from casella.imap.errors import No
 from casella.mail.sections import load_parts
 from casella.mail.text import SEARCH_FIELDS, body_text, decoded_headers, header_values, search_texts
-from casella.store.model import SYSTEM_FLAGS, MessageIds, MessageMeta, MessageStatic
+from casella.store.model import (
+    SYSTEM_FLAGS,
+    IndexAnswer,
+    MessageIds,
+    MessageMeta,
+    MessageStatic,
+)
 
 if TYPE_CHECKING:
     from casella.imap.selected import SelectedView
@@ -150,7 +166,74 @@ class Criteria:
         self.static_keys = tuple(k for k in cheap if not _meta_only(k))
         self.cheap_keys = self.meta_keys + self.static_keys
         self.needs_header = any(_needs_header(k) for k in self.static_keys)
+        # The keys beside TEXT/BODY in the body keys' trees that read the header (an OR of
+        # SUBJECT and BODY): their header is read even when the index decides TEXT and BODY.
+        self.body_needs_header = any(_any_leaf(k, _reads_header_only) for k in self.body_keys)
         self.pushdown = _pushdown(parts, self._needle)
+        # The search index's queries: TEXT and BODY exactly, the header keys as a narrowing.
+        self._index_keys: list[c.SearchKey] = []
+        self.index_queries: list[tuple[str, str]] = []
+        self._collect_index_keys(key)
+        self._text_leaves = sum(1 for k in self._index_keys if isinstance(k, c.SText))
+        self.use_index(None)
+
+    def _collect_index_keys(self, key: c.SearchKey) -> None:
+        if isinstance(key, c.SText):
+            self._index_keys.append(key)
+            self.index_queries.append(("text" if key.header_too else "body",
+                                       self._needle(key.value)))
+        elif isinstance(key, c.SHeader):
+            needle = self._needle(key.value)
+            if needle:
+                self._index_keys.append(key)
+                self.index_queries.append(("any", needle))
+        elif isinstance(key, c.SNot):
+            self._collect_index_keys(key.key)
+        elif isinstance(key, c.SOr):
+            self._collect_index_keys(key.a)
+            self._collect_index_keys(key.b)
+        elif isinstance(key, c.SAnd):
+            for k in key.keys:
+                self._collect_index_keys(k)
+
+    def use_index(self, answer: IndexAnswer | None) -> None:
+        """Take the store's index answer for `index_queries` (None: no index this time)."""
+        self._index_found: dict[int, frozenset[int]] = {}
+        self._unindexed: frozenset[int] = frozenset()
+        if answer is not None:
+            self._unindexed = answer.unindexed
+            for key, found in zip(self._index_keys, answer.found):
+                if found is not None:
+                    self._index_found[id(key)] = found
+        answered = sum(1 for k in self._index_keys
+                       if isinstance(k, c.SText) and id(k) in self._index_found)
+        self._texts_answered = answered == self._text_leaves
+
+    def needs_text(self, uid: int) -> bool:
+        """Whether the body text must be read to decide this message's TEXT/BODY keys."""
+        return self.needs_body and (not self._texts_answered or uid in self._unindexed)
+
+    def candidates(self) -> frozenset[int] | None:
+        """The UIDs the walk must visit (the index's candidates, and the messages it does not
+        hold), or None: every message."""
+        return self._allowed(self.key)
+
+    def _allowed(self, key: c.SearchKey) -> frozenset[int] | None:
+        if isinstance(key, c.SAnd):
+            found: frozenset[int] | None = None
+            for k in key.keys:
+                sub = self._allowed(k)
+                if sub is not None:
+                    found = sub if found is None else found & sub
+            return found
+        if isinstance(key, c.SOr):
+            a = self._allowed(key.a)
+            b = self._allowed(key.b) if a is not None else None
+            return a | b if a is not None and b is not None else None
+        if isinstance(key, (c.SText, c.SHeader)):
+            hits = self._index_found.get(id(key))
+            return hits | self._unindexed if hits is not None else None
+        return None
 
     def _body_key(self, key: c.SearchKey) -> bool:
         if isinstance(key, c.SText):
@@ -211,6 +294,9 @@ class Criteria:
         if isinstance(key, c.SDate):
             return _date_op(key.op, self._date_of(m, key.sent), key.date)
         if isinstance(key, c.SHeader):
+            hits = self._index_found.get(id(key))
+            if hits is not None and m.meta.uid not in hits and m.meta.uid not in self._unindexed:
+                return False
             return self._header_match(key, m)
         if isinstance(key, c.SModseq):
             return m.meta.modseq >= key.modseq
@@ -230,6 +316,9 @@ class Criteria:
                 return "M" + m.ids.digest[:24] == key.value
             return bool(m.ids.thread_id) and f"T{m.ids.thread_id:x}" == key.value
         if isinstance(key, c.SText):
+            hits = self._index_found.get(id(key))
+            if hits is not None and m.meta.uid not in self._unindexed:
+                return m.meta.uid in hits
             needle = self._needle(key.value)
             if key.header_too and needle in self._headers(m):
                 return True
@@ -336,6 +425,14 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
             found = [u for u in found if u not in view.pending_expunge]
         return found
     uids = view.uids if only is None else only
+    criteria.use_index(None)
+    if criteria.index_queries and only is None:
+        # An update context's few changed messages are checked without it.
+        criteria.use_index(await store.search_index(view.mailbox_id, view.uids[-1],
+                                                    criteria.index_queries))
+        allowed = criteria.candidates()
+        if allowed is not None:
+            uids = [u for u in uids if u in allowed]
     if view.pending_expunge:
         uids = [u for u in uids if u not in view.pending_expunge]
     found = []
@@ -359,10 +456,11 @@ async def run_search(store: Store, view: SelectedView, criteria: Criteria,
         if criteria.body_keys:
             kept = []
             for msg in candidates:
-                try:
-                    await _load_text(store, msg)
-                except ce.BodyGone:
-                    continue        # expunged by another session meanwhile: it matches nothing
+                if criteria.needs_text(msg.meta.uid):
+                    try:
+                        await _load_text(store, msg)
+                    except ce.BodyGone:
+                        continue    # expunged by another session meanwhile: it matches nothing
                 if all(criteria.matches(k, msg) for k in criteria.body_keys):
                     kept.append(msg)
             candidates = kept
@@ -380,15 +478,16 @@ async def _load_static(store: Store, view: SelectedView, criteria: Criteria,
                        msgs: list[_Msg]) -> None:
     """What the keys beyond the metadata need, for these messages only: the header block
     (the whole static data when the body is searched too) and the object ids."""
-    blob_ids = [m.meta.blob_id for m in msgs]
-    if criteria.needs_body:
-        statics = await store.fetch_static(blob_ids)
-        for m in msgs:
+    reading = [m for m in msgs if criteria.needs_text(m.meta.uid)]
+    if reading:
+        statics = await store.fetch_static([m.meta.blob_id for m in reading])
+        for m in reading:
             m.static = statics.get(m.meta.blob_id)
             m.header = m.static.header if m.static is not None else None
-    elif criteria.needs_header:
-        headers = await store.fetch_headers(blob_ids)
-        for m in msgs:
+    rest = [m for m in msgs if m.static is None] if reading else msgs
+    if (criteria.needs_header or criteria.body_needs_header) and rest:
+        headers = await store.fetch_headers([m.meta.blob_id for m in rest])
+        for m in rest:
             m.header = headers.get(m.meta.blob_id)
     if criteria.needs_ids:
         ids = {i.uid: i for i in await store.fetch_ids(
@@ -417,6 +516,10 @@ def _any_leaf(key: c.SearchKey, test: Callable[[c.SearchKey], bool]) -> bool:
 
 def _reads_header(key: c.SearchKey) -> bool:
     return isinstance(key, (c.SHeader, c.SText)) or (isinstance(key, c.SDate) and key.sent)
+
+
+def _reads_header_only(key: c.SearchKey) -> bool:
+    return isinstance(key, c.SHeader) or (isinstance(key, c.SDate) and key.sent)
 
 
 def _meta_only(key: c.SearchKey) -> bool:

@@ -1,8 +1,8 @@
 """Parse a message once, at delivery or APPEND, into everything IMAP FETCH needs.
 
 What lives here: ``parse_message`` and its result ``ParsedMessage`` (header block, rendered
-ENVELOPE, BODYSTRUCTURE and BODY, the part tree as JSON for BODY[section], and the RFC 8970
-preview). The store keeps these so FETCH never parses a message again.
+ENVELOPE, BODYSTRUCTURE and BODY, the part tree as JSON for BODY[section], the RFC 8970
+preview, and the text the search index holds). The store keeps these so FETCH never parses a message again.
 
 A delivery must never fail because MIME is broken: ``parse_message`` never raises on any
 input and its work is bounded (see ``mime.py`` for the limits). It is CPU work: the caller
@@ -19,7 +19,7 @@ from casella.mail.envelope import render_body, render_envelope
 from casella.mail.headers import parse_disposition
 from casella.mail.mime import MESSAGE, MULTIPART, MimeNode, as_buffer, build_tree
 from casella.mail.sections import Part, dump_parts
-from casella.mail.text import preview_text, search_values
+from casella.mail.text import index_texts, preview_text, search_values
 
 __all__ = ["MAX_HEADER_BYTES", "ParsedMessage", "parse_message", "to_part"]
 
@@ -36,6 +36,7 @@ class ParsedMessage:
     parts: str  # the part tree, compact JSON (sections.dump_parts / load_parts)
     preview: str  # RFC 8970 preview, "" when there is no text part
     search: tuple[str, ...]  # text.search_values of the stored header (SEARCH FROM ... SUBJECT)
+    index: tuple[str, str] | None  # text.index_texts: (headers, body) casefolded; None: too big
 
 
 def to_part(node: MimeNode) -> Part:
@@ -91,4 +92,5 @@ def parse_message(data: bytes | bytearray | memoryview | mmap.mmap) -> ParsedMes
         parts=dump_parts(part),
         preview=preview_text(buf, part, frozenset(skip)),
         search=search_values(header),
+        index=index_texts(buf, part, header),
     )

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 
 from casella.config import LimitsConfig
+from casella.delivery.local import send_to
 from casella.delivery.spam import (
     REFUSE,
     TO_JUNK,
@@ -27,7 +28,6 @@ from casella.delivery.spam import (
 )
 from casella.limits.sendlimit import guard_notice, record_refused
 from casella.smtp.delivery import Envelope
-from casella.delivery.local import send_to
 from casella.smtp.resolver import DnsError, NXDomain, get_resolver, reverse_name
 from casella.store.base import Store
 

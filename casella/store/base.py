@@ -22,9 +22,9 @@ from casella.store.model import (
     Alias,
     ApiToken,
     AppendItem,
-    CompactResult,
     AppendResult,
     Changes,
+    CompactResult,
     CopyResult,
     DeliveryOutcome,
     DeliveryTarget,
@@ -32,6 +32,8 @@ from casella.store.model import (
     ExpungeResult,
     FlagsResult,
     ImportItem,
+    IndexAnswer,
+    IndexStatus,
     Mailbox,
     MessageIds,
     MessageMeta,
@@ -44,7 +46,6 @@ from casella.store.model import (
     StoreStats,
     VacuumStep,
 )
-
 from casella.store.sending import PendingNotice, RecipientResult, SendEvent
 from casella.store.sieverules import DeliveryRules, SieveScript
 
@@ -219,6 +220,35 @@ class Store(abc.ABC):
         RFC 9051 §6.4.4). The field is one of casella.mail.text.SEARCH_FIELDS and the needle
         a non-empty casefolded string without LF, compared with the field's values as
         `search_values` gives them; anything else raises ValueError."""
+
+    # --- the search index (issue 21) -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def search_index(self, mailbox_id: int, max_uid: int,
+                           queries: Sequence[tuple[str, str]]) -> IndexAnswer:
+        """The search index's answer, from one snapshot, for the messages with UIDs up to
+        `max_uid`. Each query is (scope, needle), the needle casefolded: scope "text" finds
+        the messages whose decoded headers or body text (casella.mail.text.index_texts) hold
+        the needle, "body" those whose body text does (both exactly: IMAP SEARCH TEXT and
+        BODY), and "any" a superset of the messages holding the needle in any header value
+        or in the body (for the header keys, which the caller then checks). A needle shorter
+        than 3 characters, or holding NUL, is not looked up (None)."""
+
+    @abc.abstractmethod
+    async def search_index_backfill(self, max_chars: int = 64 * 1024,
+                                    max_bodies: int = 100) -> tuple[int, int]:
+        """Index some of the bodies waiting for it (up to `max_bodies`, and stopping once
+        `max_chars` characters of text are read), in one short write; returns (how many
+        were indexed or found too big now, how many still wait)."""
+
+    @abc.abstractmethod
+    async def search_index_reset(self, account_id: int | None = None) -> int:
+        """Forget the index of every body (or of the bodies of one account's messages) and
+        hand them to the backfill; returns how many. SEARCH stays correct meanwhile."""
+
+    @abc.abstractmethod
+    async def search_index_status(self) -> IndexStatus:
+        """Counts and size of the search index."""
 
     @abc.abstractmethod
     async def fetch_messages(self, mailbox_id: int, uids: UidRanges,

@@ -75,10 +75,12 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
 class ParsedData:
     """What the parser produced for a staged blob (see casella.mail.parse.ParsedMessage)."""
 
-    __slots__ = ("header", "envelope", "bodystructure", "body", "parts", "preview", "search")
+    __slots__ = ("header", "envelope", "bodystructure", "body", "parts", "preview", "search",
+                 "index")
 
     def __init__(self, header: bytes, envelope: bytes, bodystructure: bytes, body: bytes,
-                 parts: str, preview: str, search: tuple[str, ...]) -> None:
+                 parts: str, preview: str, search: tuple[str, ...],
+                 index: tuple[str, str] | None) -> None:
         self.header = header
         self.envelope = envelope
         self.bodystructure = bodystructure
@@ -86,6 +88,7 @@ class ParsedData:
         self.parts = parts
         self.preview = preview
         self.search = search
+        self.index = index
 
 
 def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
@@ -93,7 +96,7 @@ def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
 
     p = parse_message(data)
     return ParsedData(p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview,
-                      p.search)
+                      p.search, p.index)
 
 
 class StagedBlob:

@@ -365,3 +365,25 @@ class CompactResult:
     before_bytes: int
     after_bytes: int
     auto_vacuum: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexAnswer:
+    """What the search index says about a mailbox's messages (Store.search_index): for each
+    query, the UIDs it found among the indexed messages (None: a needle the index cannot look
+    up), and the UIDs of the messages it does not hold (not indexed yet, or too big), which
+    the caller must check itself."""
+    found: tuple[frozenset[int] | None, ...]
+    unindexed: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    """The search index's state (issue 21): bodies indexed, waiting for the backfill, and
+    left out (too big: SEARCH reads them), and its size on disk: the trigram index and the
+    stored texts."""
+    indexed: int
+    pending: int
+    left_out: int
+    index_bytes: int
+    text_bytes: int

@@ -4,7 +4,8 @@ table blob_bodies) plus the file blob store for the bigger ones.
 Lives here: `SQLiteStore`, the default backend of the store contract, assembled from the
 operation modules: sqlite_directory (domains, accounts, aliases), sqlite_mail (mailboxes,
 messages, POP3), sqlite_queue (outbound queue), sqlite_limits (sending limits),
-sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_move (export
+sqlite_auth (failed-login counters), sqlite_reads (IMAP's bulk reads), sqlite_search (the
+search index), sqlite_move (export
 and import), sqlite_live (the open-connection counts, in a table every process maps:
 livecounts), sqlite_sieve (Sieve scripts, forwards, vacation replies), sqlite_admin (admin API
 tokens, counts for /metrics), sqlite_maint (schema version, disk space), on sqlite_base
@@ -31,16 +32,17 @@ from casella.store.sqlite_directory import DirectoryOps
 from casella.store.sqlite_imapext import ImapExtOps
 from casella.store.sqlite_limits import LimitOps
 from casella.store.sqlite_live import LiveOps
-from casella.store.sqlite_maint import MaintenanceOps
 from casella.store.sqlite_mail import MailOps
+from casella.store.sqlite_maint import MaintenanceOps
 from casella.store.sqlite_move import MoveOps
 from casella.store.sqlite_queue import QueueOps
 from casella.store.sqlite_reads import ReadOps
+from casella.store.sqlite_search import SearchOps
 from casella.store.sqlite_sieve import SieveOps
 
 
-class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, QueueOps, LimitOps, AuthOps,
-                  ImapExtOps, LiveOps, SieveOps, AdminOps, MaintenanceOps, Store):
+class SQLiteStore(MoveOps, DirectoryOps, MailOps, ReadOps, SearchOps, QueueOps, LimitOps,
+                  AuthOps, ImapExtOps, LiveOps, SieveOps, AdminOps, MaintenanceOps, Store):
     """The default backend (see the module docstring)."""
 
     async def deliver_and_enqueue(

@@ -72,7 +72,7 @@ class QueueOps(SQLiteBase):
         transaction, request smtp-1)."""
         cur = txn.cur
         now = _now()
-        blob_id = self._blob_ref(txn, blob)
+        blob_id = self._blob_ref(txn, blob, for_message=False)
         qid = int(cur.execute(
             "INSERT INTO queue (sender, account_id, blob_id, size, created, envid, ret) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,9 +1,10 @@
 """SQLite backend: the bulk reads IMAP's FETCH and SEARCH are made of (issue 8).
 
 Lives here: `search_uids` (a SEARCH made only of flags, internal dates, sizes and the header
-fields FROM/TO/CC/BCC/SUBJECT, answered by one query; \\Seen absent is written as the
-messages_unseen index's own condition), `fetch_messages` (metadata and the requested
-columns of the static data in one joined query, one thread hop per batch), `fetch_flags` (UID,
+fields FROM/TO/CC/BCC/SUBJECT, answered by one query, the search index narrowing the header
+fields; \\Seen absent is written as the messages_unseen index's own condition),
+`fetch_messages` (metadata and the requested columns of the static data in one joined query,
+one thread hop per batch), `fetch_flags` (UID,
 MODSEQ and flags as plain tuples), `read_blob`/`read_blobs` (message pieces, from the
 database or the file, in one hop to a thread).
 Must never: run SQL or file reads on the event loop thread, or write.
@@ -20,6 +21,7 @@ from casella.mail.text import SEARCH_FIELDS
 from casella.store.base import UidRanges
 from casella.store.model import MessageMeta, MessageStatic, split_flags
 from casella.store.sqlite_base import _SEEN_BIT, SQLiteBase, _flags, _in_ranges, _meta
+from casella.store.sqlite_index_rows import fts_query
 from casella.store.sqlite_schema import SEARCH_COLUMNS
 
 # MessageStatic fields that are columns of `blobs` besides id, digest and size, in order, and
@@ -225,6 +227,13 @@ def _search_sql(mailbox_id: int, max_uid: int, with_flags: Sequence[str],
     for field, needle in header_contains:
         if field not in _SEARCH_COLUMN or not needle or "\n" in needle:
             raise ValueError(f"not a header search this store answers: {field!r} {needle!r}")
+        match = fts_query(needle)
+        if match is not None:
+            # The search index narrows (its `fields` hold these values, sqlite_schema
+            # SCHEMA_V12); the bodies it does not hold stay candidates; instr() decides.
+            where.append("(m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
+                         " OR m.blob_id IN (SELECT blob_id FROM search_unindexed))")
+            args.append(match)
         where.append(f"instr(b.{_SEARCH_COLUMN[field]}, ?) > 0")
         args.append(needle)
     return ("SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE "

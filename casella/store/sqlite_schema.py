@@ -4,7 +4,8 @@ Lives here: the DDL of every table, one list of migration steps keyed by `PRAGMA
 (with the steps that must compute data: filling version 5's search columns from the stored
 headers, and again at version 7; version 6 adds the table of small message bodies, version 8 an
 account's own POP3 policy, version 9 the POP3 UIDLs kept from another store, version 10 Sieve
-scripts, forwards and vacation replies, version 11 the admin API's tokens), and the connection
+scripts, forwards and vacation replies, version 11 the admin API's tokens, version 12 the
+search index), and the connection
 settings (WAL, synchronous=FULL). Must never: hold any other data logic; the operations live in
 casella.store.sqlite.
 """
@@ -303,9 +304,41 @@ CREATE TABLE api_tokens (
 ) WITHOUT ROWID
 """
 
+# Version 12 (issue 21): the search index, per blob (a body shared by many messages is indexed
+# once). `search_text` holds what SEARCH compares a needle with (casella.mail.text.index_texts:
+# the decoded headers and body text, casefolded; `fields`: the SCHEMA_V5 values, for the header
+# keys), as UTF-8 (lone surrogates passed through, NUL written as U+DFFF: the trigram tokenizer
+# stops at a NUL, and no needle holds a surrogate), each zlib-compressed. `search_fts` indexes
+# the same texts by trigram (SQLite FTS5, contentless, detail=none: which rows hold a trigram,
+# not where; about a quarter of the text's size); a row's trigrams are removed by telling FTS5
+# its text again, from search_text. Every blob has a row either there or in
+# `search_unindexed`: `pending` 1 for a body the background backfill is to index (stored before
+# version 12, handed back by `casella index rebuild`, or found missing at start-up); 0 for one
+# left out: its text is too big (casella.mail.text.INDEX_MAX_TEXT_BYTES), or it is only queued
+# for sending (indexed when a mailbox message comes to hold it). SEARCH reads the messages of
+# unindexed bodies as before. The rows go with the blob's own when it is collected.
+SCHEMA_V12 = """
+CREATE TABLE search_text (
+    blob_id INTEGER PRIMARY KEY,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL,
+    fields BLOB NOT NULL
+);
+CREATE VIRTUAL TABLE search_fts USING fts5(
+    headers, body, fields,
+    content='', tokenize='trigram', detail='none'
+);
+CREATE TABLE search_unindexed (
+    blob_id INTEGER PRIMARY KEY,
+    pending INTEGER NOT NULL
+);
+CREATE INDEX search_unindexed_pending ON search_unindexed(blob_id) WHERE pending = 1;
+INSERT INTO search_unindexed (blob_id, pending) SELECT id, 1 FROM blobs
+"""
+
 # Each entry upgrades the schema from version i to i+1. Append; never edit a released step.
 MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
-                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10, SCHEMA_V11]
+                         SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12]
 #: The steps after which the search columns are (re)computed from the stored headers (once,
 #: however many of them one upgrade crosses).
 _REFILL_SEARCH = (SCHEMA_V5, SCHEMA_V7)

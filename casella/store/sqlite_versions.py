@@ -32,6 +32,7 @@ STEP_TITLES: dict[int, str] = {
     9: "POP3 UIDLs brought from another store",
     10: "Sieve scripts, forwards and vacation replies",
     11: "admin API tokens",
+    12: "the search index (texts and trigrams; bodies already stored are indexed afterwards)",
 }
 
 # Not a numbered step: a database made before casella kept this record gets the table at its

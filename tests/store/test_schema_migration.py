@@ -35,7 +35,7 @@ def test_version_5_fills_the_search_columns_of_older_blobs(tmp_path: Path) -> No
     headers += [b"Subject: number %d\r\n\r\n" % n for n in range(2500)]   # several batches
     _insert(conn, headers)
 
-    assert sqlite_schema.migrate(conn) == len(sqlite_schema.MIGRATIONS) == 11
+    assert sqlite_schema.migrate(conn) == len(sqlite_schema.MIGRATIONS) == 12
     rows = conn.execute(f"SELECT header, {', '.join(sqlite_schema.SEARCH_COLUMNS)} "
                         "FROM blobs ORDER BY id").fetchall()
     assert [tuple(r[1:]) for r in rows] == [search_values(bytes(r[0])) for r in rows]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from casella.delivery.quotawarn import send_quota_warnings
 from casella.imap import commands as c
 from casella.imap import seqset
 from casella.imap.errors import No
 from casella.imap.handlers.catenate import assemble
 from casella.imap.handlers.mailbox import find_mailbox, mailbox_name
-from casella.delivery.quotawarn import send_quota_warnings
 from casella.imap.session import Done
 from casella.imap.shared import shared_state
 from casella.mail.storeform import binary_form, text_form

@@ -20,8 +20,8 @@ from casella.imap import responses as r
 from casella.imap import seqset
 from casella.imap.errors import Bad, No
 from casella.imap.selected import SelectedView
-from casella.imap.shared import shared_state
 from casella.imap.session import Done
+from casella.imap.shared import shared_state
 from casella.store.model import HIERARCHY_DELIMITER, Mailbox
 
 if TYPE_CHECKING:

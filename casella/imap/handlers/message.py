@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from casella.delivery.quotawarn import send_quota_warnings
 from casella.delivery.spam import train_after_copy
 from casella.imap import commands as c
 from casella.imap import responses as r
@@ -19,7 +20,6 @@ from casella.imap import seqset
 from casella.imap.errors import No
 from casella.imap.handlers.append import MAX_KEYWORDS_PER_MESSAGE, check_keywords
 from casella.imap.handlers.mailbox import find_mailbox
-from casella.delivery.quotawarn import send_quota_warnings
 from casella.imap.session import Done
 from casella.store.model import CopyResult
 
