@@ -242,6 +242,12 @@ class Store(abc.ABC):
         were indexed or found too big now, how many still wait)."""
 
     @abc.abstractmethod
+    async def search_index_purge(self, max_rows: int = 20) -> tuple[int, int]:
+        """Remove from the index the trigrams of up to `max_rows` bodies collected since (their
+        rows no longer answer any search: this only gives the space back), in one short
+        write; returns (how many were purged, how many still wait)."""
+
+    @abc.abstractmethod
     async def search_index_reset(self, account_id: int | None = None) -> int:
         """Forget the index of every body (or of the bodies of one account's messages) and
         hand them to the backfill; returns how many. SEARCH stays correct meanwhile."""

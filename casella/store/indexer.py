@@ -4,7 +4,8 @@ a time while the server runs.
 
 Lives here: `SearchIndexer`, a background service (start/stop) that worker 0 runs: it asks
 the store contract for one bounded batch (`Store.search_index_backfill`: decoding on a reader
-thread, one short write), pauses, and goes on until nothing waits; then it looks again now and
+thread, one short write) and for one batch of the trigrams of collected bodies to remove
+(`Store.search_index_purge`), pauses, and goes on until nothing waits; then it looks again now and
 then (a rebuild from the CLI, bodies found missing at start-up). SEARCH is correct whatever
 the backfill has reached: it reads the messages the index does not hold. Must never: touch SQL,
 or hold the write lock for more than one batch at a time.
@@ -28,6 +29,8 @@ PAUSE = 0.02
 # A batch: about two or three typical messages, a few milliseconds of the write lock.
 BATCH_CHARS = 16 * 1024
 BATCH_BODIES = 20
+# Collected bodies whose trigrams one batch removes (as dear as indexing them).
+PURGE_ROWS = 10
 # With nothing waiting (or nothing that could be indexed now): the next look.
 IDLE = 60.0
 
@@ -63,16 +66,25 @@ class SearchIndexer:
                 log.warning("search index backfill: %s; trying again in %.0f s", exc, self.idle)
                 await asyncio.sleep(self.idle)
                 continue
+            try:
+                purged, dead = await self.store.search_index_purge(PURGE_ROWS)
+            except StorageError as exc:
+                log.warning("search index purge: %s", exc)
+                purged = dead = 0
+            if purged:
+                step += purged
+                waiting += dead
             if step and not done:
                 started = time.monotonic()
-                log.info("search index: indexing %d stored bodies in the background",
+                log.info("search index: %d stored or collected bodies to index or purge in the "
+                         "background",
                          step + waiting)
             done += step
             if waiting and step:
                 await asyncio.sleep(max(self.pause, time.monotonic() - began))
                 continue
             if done:
-                log.info("search index: %d bodies indexed in %.0f s", done,
+                log.info("search index: %d bodies indexed or purged in %.0f s", done,
                          time.monotonic() - started)
                 done = 0
             await asyncio.sleep(self.idle)

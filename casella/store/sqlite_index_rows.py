@@ -54,12 +54,16 @@ def index_row(blob_id: int, index: tuple[str, str], search: Sequence[str]) -> In
 
 
 def insert_rows(cur: sqlite3.Connection, rows: Sequence[IndexRow]) -> None:
-    """The texts compressed into search_text, their trigrams into search_fts."""
-    if rows:
-        cur.executemany(_INSERT_TEXT, [
-            (r[0], zlib.compress(r[1], _LEVEL), zlib.compress(r[2], _LEVEL),
-             zlib.compress(r[3], _LEVEL)) for r in rows])
-        cur.executemany(_INSERT_FTS, rows)
+    """The texts compressed into search_text, their trigrams into search_fts under the new
+    row's fts_rowid."""
+    fts_rows = []
+    for blob_id, headers, body, fields in rows:
+        c = cur.execute(_INSERT_TEXT, (blob_id, zlib.compress(headers, _LEVEL),
+                                       zlib.compress(body, _LEVEL),
+                                       zlib.compress(fields, _LEVEL)))
+        fts_rows.append((int(c.lastrowid or 0), headers, body, fields))
+    if fts_rows:
+        cur.executemany(_INSERT_FTS, fts_rows)
 
 
 def write_index(cur: sqlite3.Connection, new: Sequence[tuple[int, ParsedData, bool]],
@@ -101,15 +105,24 @@ def write_index(cur: sqlite3.Connection, new: Sequence[tuple[int, ParsedData, bo
 
 
 def forget_index(cur: sqlite3.Connection, blob_id: int) -> None:
-    """Remove a blob's index rows (its own row is being deleted in this transaction). A
-    contentless FTS5 table forgets a row's trigrams only when told its exact text."""
-    row = cur.execute("SELECT headers, body, fields FROM search_text WHERE blob_id = ?",
-                      (blob_id,)).fetchone()
-    if row is not None:
-        cur.execute("INSERT INTO search_fts (search_fts, rowid, headers, body, fields) "
-                    "VALUES ('delete', ?, ?, ?, ?)", (blob_id, *map(unpack, row)))
-        cur.execute("DELETE FROM search_text WHERE blob_id = ?", (blob_id,))
+    """Remove a blob's index rows (its own row is being deleted in this transaction): its
+    text moves to search_dead, whose trigrams `purge_dead` removes later (a contentless FTS5
+    table forgets a row's trigrams only when told its exact text, as dear as indexing it)."""
+    cur.execute("INSERT INTO search_dead (fts_rowid, headers, body, fields) "
+                "SELECT fts_rowid, headers, body, fields FROM search_text WHERE blob_id = ?",
+                (blob_id,))
+    cur.execute("DELETE FROM search_text WHERE blob_id = ?", (blob_id,))
     cur.execute("DELETE FROM search_unindexed WHERE blob_id = ?", (blob_id,))
+
+
+def purge_dead(cur: sqlite3.Connection, rows: Sequence[tuple[int, bytes, bytes, bytes]]) -> int:
+    """Remove the trigrams of these search_dead rows (fts_rowid and the decompressed texts)
+    and the rows themselves; how many went."""
+    for fts_rowid, headers, body, fields in rows:
+        cur.execute("INSERT INTO search_fts (search_fts, rowid, headers, body, fields) "
+                    "VALUES ('delete', ?, ?, ?, ?)", (fts_rowid, headers, body, fields))
+        cur.execute("DELETE FROM search_dead WHERE fts_rowid = ?", (fts_rowid,))
+    return len(rows)
 
 
 def fts_query(needle: str, most: int = 8) -> str | None:

@@ -231,7 +231,8 @@ def _search_sql(mailbox_id: int, max_uid: int, with_flags: Sequence[str],
         if match is not None:
             # The search index narrows (its `fields` hold these values, sqlite_schema
             # SCHEMA_V12); the bodies it does not hold stay candidates; instr() decides.
-            where.append("(m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
+            where.append("(m.blob_id IN (SELECT s.blob_id FROM search_text s WHERE s.fts_rowid "
+                         "IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?))"
                          " OR m.blob_id IN (SELECT blob_id FROM search_unindexed))")
             args.append(match)
         where.append(f"instr(b.{_SEARCH_COLUMN[field]}, ?) > 0")

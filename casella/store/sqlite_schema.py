@@ -310,8 +310,12 @@ CREATE TABLE api_tokens (
 # keys), as UTF-8 (lone surrogates passed through, NUL written as U+DFFF: the trigram tokenizer
 # stops at a NUL, and no needle holds a surrogate), each zlib-compressed. `search_fts` indexes
 # the same texts by trigram (SQLite FTS5, contentless, detail=none: which rows hold a trigram,
-# not where; about a quarter of the text's size); a row's trigrams are removed by telling FTS5
-# its text again, from search_text. Every blob has a row either there or in
+# not where; about a quarter of the text's size), under the row's own `fts_rowid`, never reused
+# (AUTOINCREMENT). Forgetting a row's trigrams means telling FTS5 its text again, which costs
+# about as much as indexing it: a collected blob's row moves to `search_dead` in the
+# collecting transaction (cheap; its stale trigrams then match no search_text row, so SEARCH
+# never sees them) and the background indexer purges the trigrams later, a paced batch at a
+# time, off the sessions' path. Every blob has a row either there or in
 # `search_unindexed`: `pending` 1 for a body the background backfill is to index (stored before
 # version 12, handed back by `casella index rebuild`, or found missing at start-up); 0 for one
 # left out: its text is too big (casella.mail.text.INDEX_MAX_TEXT_BYTES), or it is only queued
@@ -319,7 +323,14 @@ CREATE TABLE api_tokens (
 # unindexed bodies as before. The rows go with the blob's own when it is collected.
 SCHEMA_V12 = """
 CREATE TABLE search_text (
-    blob_id INTEGER PRIMARY KEY,
+    fts_rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    blob_id INTEGER NOT NULL UNIQUE,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL,
+    fields BLOB NOT NULL
+);
+CREATE TABLE search_dead (
+    fts_rowid INTEGER PRIMARY KEY,
     headers BLOB NOT NULL,
     body BLOB NOT NULL,
     fields BLOB NOT NULL

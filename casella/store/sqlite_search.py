@@ -24,6 +24,7 @@ from casella.store.sqlite_index_rows import (
     forget_index,
     fts_query,
     index_row,
+    purge_dead,
     unpack,
 )
 from casella.store.sqlite_index_rows import insert_rows as _insert_rows
@@ -36,7 +37,8 @@ from casella.store.sqlite_schema import SEARCH_COLUMNS
 # headers and the body, for BODY the body, for the header keys nothing (the caller checks).
 _CANDIDATES = ("FROM messages m LEFT JOIN search_text t ON t.blob_id = m.blob_id "
                "WHERE m.mailbox_id = ? AND m.uid <= ? "
-               "AND (m.blob_id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?) "
+               "AND (m.blob_id IN (SELECT s.blob_id FROM search_text s WHERE s.fts_rowid IN "
+               "(SELECT rowid FROM search_fts WHERE search_fts MATCH ?)) "
                "OR m.blob_id IN (SELECT blob_id FROM search_unindexed))")
 _COLUMNS = {"text": "t.headers, t.body", "body": "t.body", "any": "NULL"}
 # Bodies handed to a rebuild per write job: forgetting a body's trigrams costs about as much
@@ -134,11 +136,31 @@ class SearchOps(SQLiteBase):
             return done, int(waiting)
         return await self._write(write)
 
+    async def search_index_purge(self, max_rows: int = 20) -> tuple[int, int]:
+        def read(conn: sqlite3.Connection) -> list[tuple[int, bytes, bytes, bytes]]:
+            return [(int(r[0]), unpack(r[1]), unpack(r[2]), unpack(r[3])) for r in conn.execute(
+                "SELECT fts_rowid, headers, body, fields FROM search_dead ORDER BY fts_rowid "
+                "LIMIT ?", (max_rows,))]
+        rows = await self._read(read)
+        if not rows:
+            return 0, 0              # nothing to write: the write lock is not taken
+
+        def write(txn: _Txn) -> tuple[int, int]:
+            # Rows another purge (a second indexer, the CLI) took meanwhile are gone: skip.
+            present = {r[0] for r in txn.cur.execute(
+                f"SELECT fts_rowid FROM search_dead WHERE fts_rowid IN "
+                f"({','.join('?' * len(rows))})", [r[0] for r in rows])}
+            done = purge_dead(txn.cur, [r for r in rows if r[0] in present])
+            left = txn.cur.execute("SELECT count(*) FROM search_dead").fetchone()[0]
+            return done, int(left)
+        return await self._write(write)
+
     async def search_index_reset(self, account_id: int | None = None) -> int:
         if account_id is None:
             def reset_all(txn: _Txn) -> int:
                 cur = txn.cur
                 cur.execute("DELETE FROM search_text")
+                cur.execute("DELETE FROM search_dead")
                 cur.execute("INSERT INTO search_fts (search_fts) VALUES ('delete-all')")
                 cur.execute("DELETE FROM search_unindexed")
                 return int(cur.execute("INSERT INTO search_unindexed (blob_id, pending) "
@@ -174,7 +196,8 @@ class SearchOps(SQLiteBase):
             try:
                 sizes = dict(conn.execute(
                     "SELECT name LIKE 'search_fts%', sum(pgsize) FROM dbstat "
-                    "WHERE name LIKE 'search_fts%' OR name = 'search_text' GROUP BY 1"))
+                    "WHERE name LIKE 'search_fts%' OR name IN ('search_text', 'search_dead') "
+                    "GROUP BY 1"))
             except sqlite3.OperationalError:
                 sizes = {0: -1, 1: -1}     # an SQLite built without the dbstat table
             return IndexStatus(int(indexed), int(pending), int(left_out),

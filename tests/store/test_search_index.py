@@ -219,6 +219,25 @@ async def _collected(store: Store, indexed: int) -> bool:
     return False
 
 
+async def test_collected_trigrams_wait_for_the_purge_and_never_answer(store: Store) -> None:
+    """A collected body's trigrams stay in the FTS table until the background purge removes
+    them (search_dead), matching nothing meanwhile: a new body with the same text (and maybe
+    the same blob id) is found once, under its own row, and the purge leaves it found."""
+    _, inbox = await _fresh(store)
+    await _append_all(store, inbox, [_mime("gone", "a@b.c",
+                                           [("plain", "utf-8", "8bit", "axolotl one")])])
+    await store.remove_messages(inbox, [(1, 10)])
+    assert await _collected(store, 0)
+    uids = await _append_all(store, inbox, [_mime("back", "a@b.c",
+                                                  [("plain", "utf-8", "8bit", "axolotl two")])])
+    answer = await store.search_index(inbox, 10, [("body", "axolotl"), ("body", "one")])
+    assert answer.found == (frozenset(uids), frozenset()) and answer.unindexed == frozenset()
+    assert await store.search_index_purge() == (1, 0)
+    assert await store.search_index_purge() == (0, 0)
+    answer = await store.search_index(inbox, 10, [("body", "axolotl"), ("body", "two")])
+    assert answer.found == (frozenset(uids), frozenset(uids))
+
+
 async def test_gone_with_a_deleted_mailbox_or_account(store: Store) -> None:
     """Deleting a mailbox, then an account, removes the index rows of the bodies no message
     holds any more (and keeps those other mailboxes still hold)."""
@@ -303,7 +322,7 @@ async def test_a_version_11_database_is_indexed_after_the_upgrade(tmp_path: Path
         _mime("older", "a@b.c", [("html", "utf-8", "base64", "Ünïcode")])])
     await store.close()
     conn = sqlite3.connect(data / "casella.db")
-    for table in ("search_fts", "search_text", "search_unindexed"):
+    for table in ("search_fts", "search_text", "search_dead", "search_unindexed"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version=11")
     conn.commit()
