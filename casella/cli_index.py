@@ -31,11 +31,16 @@ _BATCH_BODIES = 100
 async def index_command(store: Any, args: argparse.Namespace) -> int:
     if args.action == "status":
         s = await store.search_index_status()
+        print("search index: " + ("on" if store.search_index_on else
+                                  "off ([store] search_index = false)"))
         print(f"bodies indexed: {s.indexed}")
         print(f"waiting for the backfill: {s.pending}")
         print(f"left out (text too big; SEARCH reads them): {s.left_out}")
         print(f"size: trigrams {human_size(s.index_bytes)}, text {human_size(s.text_bytes)}")
         return 0
+    if not store.search_index_on:
+        raise UserError("the search index is off: set [store] search_index = true and restart "
+                        "casella (it then indexes the stored mail in the background)")
     account_id = None
     who = "every user"
     if args.user is not None:

@@ -140,6 +140,9 @@ class StoreConfig:
     vacuum_step_pages: int = 256           # pages per step (0: never online)
     vacuum_interval: float = 0.1           # seconds between two steps while giving back
     vacuum_check_interval: float = 60.0    # seconds between looks at the free space
+    # The full-text search index (issue 21): SEARCH TEXT/BODY from FTS5 trigrams, at a cost
+    # on every write; off, SEARCH reads the messages (as Dovecot without an FTS plugin).
+    search_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -467,7 +470,10 @@ def config_from_mapping(raw: Mapping[str, object], base_dir: Path | None = None,
                                store_raw.get("vacuum_step_pages", ds.vacuum_step_pages), 0,
                                100000),
         vacuum_interval=between("vacuum_interval", 0.01, 60),
-        vacuum_check_interval=between("vacuum_check_interval", 1, 86400))
+        vacuum_check_interval=between("vacuum_check_interval", 1, 86400),
+        search_index=_expect("store.search_index",
+                             store_raw.get("search_index", ds.search_index), bool,
+                             "true or false"))
 
     lim_raw = _section(raw, "limits")
     _check_keys("limits", lim_raw, _field_names(LimitsConfig))

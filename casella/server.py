@@ -46,7 +46,7 @@ PROVIDERS: dict[str, str] = {
 def open_store(config: Config, bus: ChangeBus | None = None) -> Store:
     if config.store.backend == "sqlite":
         from casella.store.sqlite import SQLiteStore
-        return SQLiteStore(config.data_dir, bus=bus)
+        return SQLiteStore(config.data_dir, bus=bus, search_index=config.store.search_index)
     raise ConfigError(f"store.backend = {config.store.backend!r}: this build has no such "
                       "backend yet")
 
@@ -170,7 +170,8 @@ class Server:
                 step_pages=config.store.vacuum_step_pages,
                 interval=config.store.vacuum_interval,
                 check_interval=config.store.vacuum_check_interval))
-            self.background.append(SearchIndexer(store))
+            if config.store.search_index:
+                self.background.append(SearchIndexer(store))
         for obj in self.background:
             await obj.start()
 

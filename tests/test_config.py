@@ -105,6 +105,7 @@ def test_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # issue 21: the online vacuum
     ('[store]\nvacuum_threshold = "much"\n', "store.vacuum_threshold = 'much'"),
     ('[store]\nvacuum_step_pages = -1\n', "store.vacuum_step_pages = -1"),
+    ('[store]\nsearch_index = "yes"\n', "store.search_index"),
     ('[store]\nvacuum_interval = 0\n', "store.vacuum_interval = 0"),
     ('[store]\nvacuum_check_interval = 0.5\n', "store.vacuum_check_interval = 0.5"),
     ('[tls]\ncert = "/x.pem"\n', "tls"),

@@ -262,8 +262,11 @@ def _storage_error(exc: BaseException, verb: str) -> StorageError:
 
 class SQLiteBase:
     def __init__(self, data_dir: Path, bus: ChangeBus | None = None,
-                 blobs: BlobStore | None = None) -> None:
+                 blobs: BlobStore | None = None, search_index: bool = True) -> None:
         self.data_dir = Path(data_dir)
+        # Off: nothing is written to the search index and SEARCH never asks it (its rows may
+        # be stale); turned on again, start-up repair hands what it lacks to the backfill.
+        self.search_index_on = search_index
         self.db_path = self.data_dir / "casella.db"
         self.blobs = blobs or BlobStore(self.data_dir / "blobs")
         self.bus = bus or ChangeBus()
@@ -501,7 +504,7 @@ class SQLiteBase:
         else:
             run_jobs()
         try:
-            if index_new or index_known:
+            if self.search_index_on and (index_new or index_known):
                 # Here, on the writer thread, whichever thread ran the jobs: tokenizing a
                 # text is the costly part, and SQLite runs it without the GIL.
                 write_index(conn, index_new, index_known)
@@ -637,7 +640,7 @@ class SQLiteBase:
                    OR accounts.used_bytes != u.us)""").rowcount
             # Every blob is indexed or said not to be (sqlite_schema.SCHEMA_V12); one that is
             # neither (derived data lost, PROMISES D11) is handed to the backfill.
-            missing = conn.execute(
+            missing = 0 if not self.search_index_on else conn.execute(
                 "INSERT INTO search_unindexed (blob_id, pending) SELECT id, 1 FROM blobs "
                 "WHERE id NOT IN (SELECT blob_id FROM search_text) "
                 "AND id NOT IN (SELECT blob_id FROM search_unindexed)").rowcount

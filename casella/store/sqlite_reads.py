@@ -41,7 +41,7 @@ class ReadOps(SQLiteBase):
                           larger: int | None = None, smaller: int | None = None,
                           header_contains: Sequence[tuple[str, str]] = ()) -> list[int]:
         sql, args = _search_sql(mailbox_id, max_uid, with_flags, without_flags, since, before,
-                                larger, smaller, header_contains)
+                                larger, smaller, header_contains, self.search_index_on)
         return await self._read(lambda c: [r[0] for r in c.execute(sql, args)])
 
     async def fetch_messages(self, mailbox_id: int, uids: UidRanges,
@@ -199,7 +199,8 @@ def _read_file_piece(root: str, digest: str, offset: int, length: int, exact: bo
 def _search_sql(mailbox_id: int, max_uid: int, with_flags: Sequence[str],
                 without_flags: Sequence[str], since: int | None, before: int | None,
                 larger: int | None, smaller: int | None,
-                header_contains: Sequence[tuple[str, str]] = ()) -> tuple[str, list[object]]:
+                header_contains: Sequence[tuple[str, str]] = (),
+                use_index: bool = True) -> tuple[str, list[object]]:
     # With header keys the blob's row is joined, and the messages' columns are named
     # through their table (blobs has a size of its own).
     m = "m." if header_contains else ""
@@ -227,7 +228,7 @@ def _search_sql(mailbox_id: int, max_uid: int, with_flags: Sequence[str],
     for field, needle in header_contains:
         if field not in _SEARCH_COLUMN or not needle or "\n" in needle:
             raise ValueError(f"not a header search this store answers: {field!r} {needle!r}")
-        match = fts_query(needle)
+        match = fts_query(needle) if use_index else None
         if match is not None:
             # The search index narrows (its `fields` hold these values, sqlite_schema
             # SCHEMA_V12); the bodies it does not hold stay candidates; instr() decides.

@@ -55,6 +55,8 @@ class SearchOps(SQLiteBase):
                 raise ValueError(f"not a search index scope: {scope!r}")
             match = fts_query(needle)
             plans.append(None if match is None else (scope, match, needle.encode("utf-8")))
+        if not self.search_index_on:
+            return IndexAnswer(tuple(None for _ in plans), frozenset())
 
         def q(conn: sqlite3.Connection) -> IndexAnswer:
             unindexed: set[int] = set()

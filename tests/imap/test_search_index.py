@@ -36,7 +36,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = RunningServer(build_test_config(tmp_path_factory.mktemp("imap-index") / "data"))
+    server = RunningServer(build_test_config(tmp_path_factory.mktemp("imap-index") / "data",
+                                             store={"search_index": True}))
     for service in server.server.background:
         if isinstance(service, SearchIndexer):
             server.run(service.stop())

@@ -366,3 +366,30 @@ async def test_start_up_repair_hands_missing_rows_to_the_backfill(tmp_path: Path
             (frozenset({1}),)
     finally:
         await store.close()
+
+
+async def test_off_writes_nothing_and_answers_nothing(tmp_path: Path) -> None:
+    """`[store] search_index = false` (the default): no index row is written, SEARCH is told
+    to read every message; turned on, start-up repair hands the bodies to the backfill."""
+    data = tmp_path / "data"
+    store = SQLiteStore(data, search_index=False)
+    await store.open()
+    try:
+        _, inbox = await _fresh(store)
+        await _append_all(store, inbox, [_mime("off", "a@b.c",
+                                               [("plain", "utf-8", "8bit", "narwhal")])])
+        status = await store.search_index_status()
+        assert (status.indexed, status.pending, status.left_out) == (0, 0, 0)
+        answer = await store.search_index(inbox, 10, [("body", "narwhal")])
+        assert answer.found == (None,) and answer.unindexed == frozenset()
+    finally:
+        await store.close()
+    store = SQLiteStore(data)
+    await store.open(repair=True)
+    try:
+        assert (await store.search_index_status()).pending == 1
+        assert await store.search_index_backfill() == (1, 0)
+        answer = await store.search_index(inbox, 10, [("body", "narwhal")])
+        assert answer.found == (frozenset({1}),)
+    finally:
+        await store.close()
