@@ -144,7 +144,9 @@ class CasellaServer:
     label = "casella"
 
     def __init__(self, work: Path, workers: int | None) -> None:
-        self.target = Casella(work / "casella", workers=workers, log_level="warning")
+        # casella's defaults (no search index), as Dovecot runs without an FTS plugin.
+        self.target = Casella(work / "casella", workers=workers, log_level="warning",
+                              search_index=False)
         self.port = 0
 
     def start(self) -> None:

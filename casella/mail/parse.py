@@ -71,8 +71,11 @@ def _attachments(node: MimeNode, out: set[int]) -> None:
         _attachments(child, out)
 
 
-def parse_message(data: bytes | bytearray | memoryview | mmap.mmap) -> ParsedMessage:
-    """Parse ``data`` (the message exactly as stored) into a ``ParsedMessage``.
+def parse_message(data: bytes | bytearray | memoryview | mmap.mmap,
+                  with_index: bool = True) -> ParsedMessage:
+    """Parse ``data`` (the message exactly as stored) into a ``ParsedMessage``; without
+    ``with_index`` its ``index`` is None (decoding every text part is the dearest step, and
+    only the search index reads it).
 
     Never raises on malformed input; see ``mime.build_tree`` for how broken MIME is read.
     Offsets, sizes and line counts refer to the bytes as given.
@@ -92,5 +95,5 @@ def parse_message(data: bytes | bytearray | memoryview | mmap.mmap) -> ParsedMes
         parts=dump_parts(part),
         preview=preview_text(buf, part, frozenset(skip)),
         search=search_values(header),
-        index=index_texts(buf, part, header),
+        index=index_texts(buf, part, header) if with_index else None,
     )

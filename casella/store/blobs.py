@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import functools
 import hashlib
 import mmap
 import os
@@ -91,10 +92,10 @@ class ParsedData:
         self.index = index
 
 
-def _default_parser(data: bytes | mmap.mmap) -> ParsedData:
+def _default_parser(data: bytes | mmap.mmap, with_index: bool = True) -> ParsedData:
     from casella.mail.parse import parse_message
 
-    p = parse_message(data)
+    p = parse_message(data, with_index)
     return ParsedData(p.header, p.envelope, p.bodystructure, p.body, p.parts, p.preview,
                       p.search, p.index)
 
@@ -289,11 +290,12 @@ class BlobStore:
 
     def __init__(self, root: Path,
                  parser: Callable[[bytes | mmap.mmap], ParsedData] | None = None,
-                 inline_max: int = INLINE_MAX) -> None:
+                 inline_max: int = INLINE_MAX, index_texts: bool = True) -> None:
         self.root = root
         self.inline_max = inline_max   # -1: every body goes to a file
         self.tmp_dir = root / "tmp"
-        self.parser = parser or _default_parser
+        # Without the search index the texts it would hold are not worked out at all.
+        self.parser = parser or functools.partial(_default_parser, with_index=index_texts)
         self._tmp_counter = 0
         # (digest, inode) of early links whose staged blob was discarded uncommitted.
         self.unclaimed: collections.deque[tuple[str, int]] = collections.deque()

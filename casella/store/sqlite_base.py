@@ -268,7 +268,7 @@ class SQLiteBase:
         # be stale); turned on again, start-up repair hands what it lacks to the backfill.
         self.search_index_on = search_index
         self.db_path = self.data_dir / "casella.db"
-        self.blobs = blobs or BlobStore(self.data_dir / "blobs")
+        self.blobs = blobs or BlobStore(self.data_dir / "blobs", index_texts=search_index)
         self.bus = bus or ChangeBus()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._gc_since: float | None = None   # released blobs wait for collection since then
