@@ -6,31 +6,19 @@ for bad usage."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from casella.store.model import AppendItem
 from casella.store.sqlite import SQLiteStore
-from tests.cli.test_cli import CASELLA
-from tests.cli.test_cli import cli as cli_index_off
-from tests.cli.util import fails, ok
+from tests.cli.util import Runner, casella_runner, fails, ok
 
 
 @pytest.fixture
-def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+def cli(tmp_path: Path) -> Runner:
     """`casella` with `[store] search_index = true`."""
-    cfg = tmp_path / "casella.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[listen]\nimap = "127.0.0.1:0"\n'
-                   '[store]\nsearch_index = true\n')
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(CASELLA + ["--config", str(cfg), *args], input=stdin,
-                              capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "CASELLA_CONFIG": ""})
-    return run
+    return casella_runner(tmp_path, "[store]\nsearch_index = true\n")
 
 
 async def _deliver(data_dir: Path, address: str, bodies: list[bytes]) -> None:
@@ -98,9 +86,10 @@ def test_index_errors(users) -> None:  # type: ignore[no-untyped-def]
     fails(users("index", "frob"), code=2)
 
 
-def test_rebuild_refused_while_the_index_is_off(cli_index_off) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild_refused_while_the_index_is_off(tmp_path: Path) -> None:
     """The default: no index ([store] search_index = false); status says so, rebuild refuses
     with what to change."""
+    cli_index_off = casella_runner(tmp_path)
     assert ok(cli_index_off("index", "status")).startswith(
         "search index: off ([store] search_index = false)\n")
     assert "set [store] search_index = true" in fails(cli_index_off("index", "rebuild"))

@@ -5,33 +5,20 @@ of `user show`, dkim generate/show (exit 0 / 1 with one line / 2 for bad usage).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from casella.store.model import QueueRecipient
 from casella.store.sqlite import SQLiteStore
-from tests.cli.util import fails, ok
+from tests.cli.util import Runner, casella_runner, fails, ok
 
-CASELLA = [str(Path(sys.executable).parent / "casella")]
 
 
 @pytest.fixture
-def cli(tmp_path: Path):
-    cfg = tmp_path / "casella.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[listen]\nimap = "127.0.0.1:0"\n'
-                   "[limits]\nmessages_per_hour = 180\n")
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(CASELLA + ["--config", str(cfg), *args], input=stdin,
-                              capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "CASELLA_CONFIG": ""})
-    run.data_dir = tmp_path / "data"  # type: ignore[attr-defined]
-    return run
+def cli(tmp_path: Path) -> Runner:
+    return casella_runner(tmp_path, "[limits]\nmessages_per_hour = 180\n")
 
 
 def enqueue(data_dir: Path, sender: str, recipients: list[str],
