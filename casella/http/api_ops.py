@@ -39,6 +39,12 @@ def _domain_of(address: str) -> str:
     return address.rsplit("@", 1)[1]
 
 
+async def _require_hosted(store: Any, domain: str, field: str) -> None:
+    """404 naming `field` unless `domain` is hosted: a user or alias needs its domain first."""
+    if await store.get_domain(domain) is None:
+        raise ApiError(404, f"domain {domain} is not hosted here; add it first", field)
+
+
 def _quota(value: int | str) -> int:
     try:
         quota = parse_size(value)
@@ -148,9 +154,7 @@ async def create_user(call: Call) -> tuple[int, Any]:
     call.allow_domain(_domain_of(address), "address")
     quota = _quota(body["quota"]) if "quota" in body else call.app.config.limits.default_quota
     store = call.app.store
-    if await store.get_domain(_domain_of(address)) is None:
-        raise ApiError(404, f"domain {_domain_of(address)} is not hosted here; add it first",
-                       "address")
+    await _require_hosted(store, _domain_of(address), "address")
     if await store.get_account(address) is not None:
         raise ApiError(409, f"user {address} already exists", "address")
     hashed = await asyncio.to_thread(hash_password, body["password"])
@@ -207,9 +211,7 @@ async def create_alias(call: Call) -> tuple[int, Any]:
     call.allow_domain(_domain_of(source), "source")
     dests = [_norm(normalize_address, d, "destinations") for d in call.body["destinations"]]
     store = call.app.store
-    if await store.get_domain(_domain_of(source)) is None:
-        raise ApiError(404, f"domain {_domain_of(source)} is not hosted here; add it first",
-                       "source")
+    await _require_hosted(store, _domain_of(source), "source")
     if await store.get_alias(source) is not None:
         raise ApiError(409, f"alias {source} already exists", "source")
     return 201, _alias_json(await store.add_alias(source, dests))

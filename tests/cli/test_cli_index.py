@@ -21,16 +21,21 @@ def cli(tmp_path: Path) -> Runner:
     return casella_runner(tmp_path, "[store]\nsearch_index = true\n")
 
 
+async def _inbox(store: SQLiteStore, address: str) -> int:
+    acct = await store.get_account(address)
+    assert acct is not None
+    mb = await store.get_mailbox(acct.id, "INBOX")
+    assert mb is not None
+    return mb.id
+
+
 async def _deliver(data_dir: Path, address: str, bodies: list[bytes]) -> None:
     store = SQLiteStore(data_dir)
     await store.open(repair=False)
     try:
-        acct = await store.get_account(address)
-        assert acct is not None
-        mb = await store.get_mailbox(acct.id, "INBOX")
-        assert mb is not None
+        inbox = await _inbox(store, address)
         staged = [await store.blobs.stage(b) for b in bodies]
-        await store.append(mb.id, [AppendItem(s) for s in staged])
+        await store.append(inbox, [AppendItem(s) for s in staged])
         for s in staged:
             s.discard()
     finally:
@@ -41,11 +46,8 @@ async def _found(data_dir: Path, address: str, needle: str) -> tuple[frozenset[i
     store = SQLiteStore(data_dir)
     await store.open(repair=False)
     try:
-        acct = await store.get_account(address)
-        assert acct is not None
-        mb = await store.get_mailbox(acct.id, "INBOX")
-        assert mb is not None
-        answer = await store.search_index(mb.id, 1000, [("text", needle)])
+        answer = await store.search_index(await _inbox(store, address), 1000,
+                                          [("text", needle)])
         assert answer.unindexed == frozenset()
         return answer.found   # type: ignore[return-value]
     finally:
